@@ -1,0 +1,52 @@
+// The _core extension module: the Value type and the whole-graph functions that cross from
+// Python to C++ once per call instead of once per scalar.
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "value.hpp"
+
+namespace py = pybind11;
+using namespace mg;
+using mg::python::is_value;
+using mg::python::node_of;
+
+namespace {
+
+Node* node_arg(py::handle o, const char* what) {
+    if (!is_value(o.ptr())) {
+        throw py::type_error(std::string(what) + " must be a Value, not " +
+                             Py_TYPE(o.ptr())->tp_name);
+    }
+    return node_of(o.ptr());
+}
+
+py::list topological_order_of(py::handle root) {
+    std::vector<Node*> order;
+    mg::topological_order(node_arg(root, "root"), order);
+    py::list out(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        PyObject* o = python::to_python(order[i]);
+        if (!o) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), o);
+    }
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "micrograd-cpp's C++ engine";
+    PyObject* value_type = python::create_value_type();
+    if (!value_type) throw py::error_already_set();
+    auto value = py::reinterpret_steal<py::object>(value_type);
+    m.add_object("Value", value);
+    // Copying works the same on both engines: one implementation, written over _clone.
+    py::object pure = py::module_::import("micrograd_cpp.pure.engine").attr("Value");
+    for (const char* name : {"__copy__", "__deepcopy__", "__reduce_ex__"}) {
+        value.attr(name) = pure.attr(name);
+    }
+    m.def("topological_order", &topological_order_of, py::arg("root"),
+          "Nodes under root, children before parents, in the order backward() visits them "
+          "reversed.");
+}

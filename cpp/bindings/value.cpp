@@ -1,0 +1,671 @@
+#include "value.hpp"
+
+#include <structmember.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+namespace mg::python {
+
+PyTypeObject* value_type = nullptr;
+
+namespace {
+
+PyObject* real_number_abc = nullptr;  // numbers.Real
+PyObject* str_op = nullptr;           // interned "_op"
+PyObject* str_backward = nullptr;     // interned "_backward"
+PyObject* str_label = nullptr;        // interned "label"
+PyObject* minus_one = nullptr;        // the int -1
+
+ValueObject* as_value(PyObject* o) { return reinterpret_cast<ValueObject*>(o); }
+
+// ---------------------------------------------------------------------------------------------
+// Hooks: the engine reaches Python objects only through these.
+
+void retain_handle(void* handle) { Py_INCREF(static_cast<PyObject*>(handle)); }
+void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
+
+Status run_python_backward(Node* n) {
+    // Only Python code assigns _backward, so the node has its object and the callable is in its
+    // dict; hold both while the user's code runs.
+    PyObject* self = static_cast<PyObject*>(n->handle);
+    PyObject* dict = as_value(self)->dict;
+    PyObject* fn = dict ? PyDict_GetItemWithError(dict, str_backward) : nullptr;
+    if (!fn) return PyErr_Occurred() ? Status::callback_failed : Status::ok;
+    Py_INCREF(fn);
+    PyObject* result = PyObject_CallNoArgs(fn);
+    Py_DECREF(fn);
+    if (!result) return Status::callback_failed;
+    Py_DECREF(result);
+    return Status::ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
+    PyObject* o;
+    if (type == value_type) {
+        o = static_cast<PyObject*>(PyObject_Malloc(sizeof(ValueObject)));
+        if (!o) return PyErr_NoMemory();
+        PyObject_Init(o, type);
+    } else {
+        o = type->tp_alloc(type, 0);
+        if (!o) return nullptr;
+    }
+    as_value(o)->node = n;
+    as_value(o)->dict = nullptr;
+    n->handle = o;
+    Py_SET_REFCNT(o, refcount);
+    return o;
+}
+
+PyObject* dict_of(PyObject* self) {
+    PyObject*& dict = as_value(self)->dict;
+    if (!dict) dict = PyDict_New();
+    return dict;
+}
+
+// Sets or (value null) removes a dict entry, treating a missing entry as removed.
+int store(PyObject* self, PyObject* key, PyObject* value) {
+    if (value) {
+        PyObject* dict = dict_of(self);
+        return dict ? PyDict_SetItem(dict, key, value) : -1;
+    }
+    PyObject* dict = as_value(self)->dict;
+    if (!dict) return 0;
+    int found = PyDict_Contains(dict, key);
+    return found <= 0 ? found : PyDict_DelItem(dict, key);
+}
+
+PyObject* finish(Node* n, Status status) {
+    if (!n) {
+        set_error(status);
+        return nullptr;
+    }
+    return to_python_owned(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction: Value(data, _children=(), _op='', label='')
+
+bool as_data(PyObject* o, double* out) {
+    if (PyFloat_CheckExact(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return true;
+    }
+    double d = PyFloat_AsDouble(o);  // __float__, else __index__; TypeError for anything else
+    if (d == -1.0 && PyErr_Occurred()) return false;
+    *out = d;
+    return true;
+}
+
+PyObject* value_new(PyTypeObject* type, PyObject*, PyObject*) {
+    Node* n = new_leaf(0.0);
+    PyObject* o = type->tp_alloc(type, 0);
+    if (!o) {
+        release(n);
+        return nullptr;
+    }
+    as_value(o)->node = n;
+    n->handle = o;
+    return o;
+}
+
+int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
+    static const char* keywords[] = {"data", "_children", "_op", "label", nullptr};
+    PyObject *data, *children = nullptr, *op = nullptr, *label = nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOO:Value", const_cast<char**>(keywords), &data,
+                                     &children, &op, &label)) {
+        return -1;
+    }
+    double x;
+    if (!as_data(data, &x)) return -1;
+    PyObject* items = children ? PySequence_Fast(children,
+                                                 "Value() argument '_children' must be "
+                                                 "iterable")
+                               : PyTuple_New(0);
+    if (!items) return -1;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    std::vector<Node*> kids(static_cast<std::size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
+        if (!is_value(item)) {
+            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(items);
+            return -1;
+        }
+        kids[static_cast<std::size_t>(i)] = node_of(item);
+    }
+    Node* n = node_of(self);
+    // Only the caller refers to a new object, so no parent can refer to it yet.
+    const bool may_have_parents = Py_REFCNT(self) > 1;
+    if (!set_children(n, kids.data(), kids.size(), may_have_parents)) {
+        Py_DECREF(items);
+        PyErr_SetString(PyExc_ValueError, "a Value cannot be its own descendant");
+        return -1;
+    }
+    Py_DECREF(items);
+    n->data = x;
+    n->grad = 0.0;
+    n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
+    // Re-initialising resets _op and _backward, as micrograd's __init__ does.
+    bool has_op = op && PyObject_IsTrue(op);
+    if (store(self, str_op, has_op ? op : nullptr) < 0) return -1;
+    if (store(self, str_backward, nullptr) < 0) return -1;
+    if (label && (PyObject_IsTrue(label) || as_value(self)->dict)) {
+        if (store(self, str_label, label) < 0) return -1;
+    }
+    return 0;
+}
+
+void value_dealloc(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    Py_CLEAR(as_value(self)->dict);
+    if (Node* n = as_value(self)->node) {
+        // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
+        as_value(self)->node = nullptr;
+        n->handle = nullptr;
+        release(n);
+    }
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+PyObject* get_data(PyObject* self, void*) { return PyFloat_FromDouble(node_of(self)->data); }
+PyObject* get_grad(PyObject* self, void*) { return PyFloat_FromDouble(node_of(self)->grad); }
+
+int set_number(PyObject* value, double* slot, const char* name) {
+    if (!value) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete Value.%s", name);
+        return -1;
+    }
+    return as_data(value, slot) ? 0 : -1;
+}
+int set_data(PyObject* self, PyObject* value, void*) {
+    return set_number(value, &node_of(self)->data, "data");
+}
+int set_grad(PyObject* self, PyObject* value, void*) {
+    return set_number(value, &node_of(self)->grad, "grad");
+}
+
+PyObject* get_prev(PyObject* self, void*) {
+    Node* n = node_of(self);
+    PyObject* set = PySet_New(nullptr);
+    if (!set) return nullptr;
+    Node* const* kids = children(n);
+    for (std::uint32_t i = 0; i < child_count(n); ++i) {
+        PyObject* kid = to_python(kids[i]);
+        if (!kid || PySet_Add(set, kid) < 0) {
+            Py_XDECREF(kid);
+            Py_DECREF(set);
+            return nullptr;
+        }
+        Py_DECREF(kid);
+    }
+    return set;
+}
+
+PyObject* get_children(PyObject* self, void*) {
+    Node* n = node_of(self);
+    const std::uint32_t count = child_count(n);
+    PyObject* tuple = PyTuple_New(count);
+    if (!tuple) return nullptr;
+    Node* const* kids = children(n);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        PyObject* kid = to_python(kids[i]);
+        if (!kid) {
+            Py_DECREF(tuple);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(tuple, i, kid);
+    }
+    return tuple;
+}
+
+PyObject* builtin_op_label(const Node* n) {
+    switch (n->op) {
+        case Op::leaf:
+        case Op::custom:
+            return PyUnicode_FromString("");
+        case Op::add:
+            return PyUnicode_FromString("+");
+        case Op::mul:
+            return PyUnicode_FromString("*");
+        case Op::relu:
+            return PyUnicode_FromString("ReLU");
+        case Op::tanh:
+            return PyUnicode_FromString("tanh");
+        case Op::exp:
+            return PyUnicode_FromString("exp");
+        case Op::log:
+            return PyUnicode_FromString("log");
+        case Op::pow:
+            break;
+    }
+    // f'**{other}' for an exact int or float exponent; other exponents stored their label.
+    const double e = n->operands.pow.exponent;
+    if (n->flags & exponent_is_int) {
+        return PyUnicode_FromFormat("**%lld", static_cast<long long>(e));
+    }
+    char* digits = PyOS_double_to_string(e, 'r', 0, Py_DTSF_ADD_DOT_0, nullptr);
+    if (!digits) return nullptr;
+    PyObject* label = PyUnicode_FromFormat("**%s", digits);
+    PyMem_Free(digits);
+    return label;
+}
+
+PyObject* get_op(PyObject* self, void*) {
+    if (PyObject* dict = as_value(self)->dict) {
+        PyObject* op = PyDict_GetItemWithError(dict, str_op);
+        if (op) return Py_NewRef(op);
+        if (PyErr_Occurred()) return nullptr;
+    }
+    return builtin_op_label(node_of(self));
+}
+int set_op(PyObject* self, PyObject* value, void*) { return store(self, str_op, value); }
+
+PyMethodDef builtin_rule_def;  // filled in below; _backward returns it bound to a Value
+
+PyObject* get_backward(PyObject* self, void*) {
+    if (PyObject* dict = as_value(self)->dict) {
+        PyObject* fn = PyDict_GetItemWithError(dict, str_backward);
+        if (fn) return Py_NewRef(fn);
+        if (PyErr_Occurred()) return nullptr;
+    }
+    return PyCFunction_New(&builtin_rule_def, self);
+}
+int set_backward(PyObject* self, PyObject* value, void*) {
+    if (store(self, str_backward, value) < 0) return -1;
+    Node* n = node_of(self);
+    if (value) {
+        n->flags |= has_python_backward;
+    } else {
+        n->flags &= static_cast<std::uint8_t>(~has_python_backward);
+    }
+    return 0;
+}
+
+PyGetSetDef value_getset[] = {
+    {"data", get_data, set_data, "the scalar value (a float)", nullptr},
+    {"grad", get_grad, set_grad, "d(root)/d(this value) after backward() (a float)", nullptr},
+    {"_prev", get_prev, nullptr, "the set of distinct operand Values", nullptr},
+    {"_children", get_children, nullptr, "the operands in order", nullptr},
+    {"_op", get_op, set_op, "the op that produced this node", nullptr},
+    {"_backward", get_backward, set_backward, "this node's local chain rule", nullptr},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef value_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(ValueObject, dict), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+// ---------------------------------------------------------------------------------------------
+// Methods
+
+PyObject* status_result(Status status) {
+    if (status == Status::ok) Py_RETURN_NONE;
+    if (status != Status::callback_failed) set_error(status);
+    return nullptr;
+}
+
+PyObject* method_relu(PyObject* self, PyObject*) { return to_python_owned(relu(node_of(self))); }
+PyObject* method_tanh(PyObject* self, PyObject*) { return to_python_owned(tanh(node_of(self))); }
+PyObject* method_exp(PyObject* self, PyObject*) {
+    Status s;
+    Node* n = exp(node_of(self), &s);
+    return finish(n, s);
+}
+PyObject* method_log(PyObject* self, PyObject*) {
+    Status s;
+    Node* n = log(node_of(self), &s);
+    return finish(n, s);
+}
+PyObject* method_backward(PyObject* self, PyObject*) {
+    return status_result(backward(node_of(self)));
+}
+PyObject* method_builtin_rule(PyObject* self, PyObject*) {
+    return status_result(apply_builtin_rule(node_of(self)));
+}
+
+// _clone(children): a new Value of the same type, op, data, grad and exponent over `children`.
+PyObject* method_clone(PyObject* self, PyObject* arg) {
+    PyObject* items = PySequence_Fast(arg, "_clone() takes a sequence of Values");
+    if (!items) return nullptr;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    std::vector<Node*> kids;
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
+        if (!is_value(item)) {
+            Py_DECREF(items);
+            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
+                         Py_TYPE(item)->tp_name);
+            return nullptr;
+        }
+        kids.push_back(node_of(item));
+    }
+    Node* copy = clone(node_of(self), kids.data(), kids.size());
+    Py_DECREF(items);
+    if (!copy) {
+        PyErr_SetString(PyExc_ValueError, "_clone() needs as many children as the op has");
+        return nullptr;
+    }
+    PyObject* o = wrap(Py_TYPE(self), copy, 1);
+    if (!o) release(copy);
+    return o;
+}
+
+PyMethodDef value_methods[] = {
+    {"relu", method_relu, METH_NOARGS, "max(0, x), micrograd's ReLU node"},
+    {"tanh", method_tanh, METH_NOARGS, "math.tanh(x)"},
+    {"exp", method_exp, METH_NOARGS, "math.exp(x)"},
+    {"log", method_log, METH_NOARGS, "math.log(x)"},
+    {"backward", method_backward, METH_NOARGS,
+     "Backpropagate from this Value: its grad is set to 1 and every local rule is applied in "
+     "reverse topological order, accumulating into the grads below it."},
+    {"_clone", method_clone, METH_O, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+// ---------------------------------------------------------------------------------------------
+// Operators: micrograd's graph shapes (-a is a*-1, a-b is a+(-b), a/b is a*b**-1).
+
+PyObject* value_add(PyObject* a, PyObject* b) {
+    double c;
+    if (is_value(a)) {
+        if (is_value(b)) return to_python_owned(add(node_of(a), node_of(b)));
+        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!to_double(b, &c)) return nullptr;
+        return to_python_owned(add_constant(node_of(a), c));
+    }
+    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other + self is self + other
+    if (!to_double(a, &c)) return nullptr;
+    return to_python_owned(add_constant(node_of(b), c));
+}
+
+PyObject* value_mul(PyObject* a, PyObject* b) {
+    double c;
+    if (is_value(a)) {
+        if (is_value(b)) return to_python_owned(mul(node_of(a), node_of(b)));
+        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!to_double(b, &c)) return nullptr;
+        return to_python_owned(mul_constant(node_of(a), c));
+    }
+    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other * self is self * other
+    if (!to_double(a, &c)) return nullptr;
+    return to_python_owned(mul_constant(node_of(b), c));
+}
+
+PyObject* value_neg(PyObject* a) { return to_python_owned(mul_constant(node_of(a), -1.0)); }
+
+// The node for `a + (-b)`, given -b's node.
+PyObject* add_negated(Node* a, Node* b) {
+    Node* negated = mul_constant(b, -1.0);
+    Node* sum = add(a, negated);
+    release(negated);
+    return to_python_owned(sum);
+}
+
+PyObject* value_sub(PyObject* a, PyObject* b) {
+    double c;
+    if (is_value(a)) {
+        if (is_value(b)) return add_negated(node_of(a), node_of(b));
+        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (PyFloat_Check(b) || PyLong_Check(b)) {
+            if (!to_double(b, &c)) return nullptr;
+            c = -c;  // negation is exact, so -float(b) is float(-b)
+        } else {
+            PyObject* negated = PyNumber_Negative(b);
+            if (!negated) return nullptr;
+            bool ok = to_double(negated, &c);
+            Py_DECREF(negated);
+            if (!ok) return nullptr;
+        }
+        return to_python_owned(add_constant(node_of(a), c));
+    }
+    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other - self is (-self) + other
+    if (!to_double(a, &c)) return nullptr;
+    Node* negated = mul_constant(node_of(b), -1.0);
+    Node* sum = add_constant(negated, c);
+    release(negated);
+    return to_python_owned(sum);
+}
+
+// other ** -1 for a number, as Python computes it for that number's type.
+bool reciprocal(PyObject* number, double* out) {
+    if (PyFloat_Check(number) || PyLong_Check(number)) {
+        double x;
+        if (!to_double(number, &x)) return false;
+        Status s = py_pow(x, -1.0, out);
+        if (s != Status::ok) set_error(s);
+        return s == Status::ok;
+    }
+    PyObject* inverse = PyNumber_Power(number, minus_one, Py_None);
+    if (!inverse) return false;
+    bool ok = to_double(inverse, out);
+    Py_DECREF(inverse);
+    return ok;
+}
+
+Node* reciprocal_node(Node* a) {
+    Status s;
+    Node* p = pow(a, -1.0, &s);
+    if (!p) {
+        set_error(s);
+        return nullptr;
+    }
+    p->flags |= exponent_is_int;  // labelled '**-1'
+    return p;
+}
+
+PyObject* value_truediv(PyObject* a, PyObject* b) {
+    if (is_value(a)) {
+        if (is_value(b)) {  // a * b**-1
+            Node* inverse = reciprocal_node(node_of(b));
+            if (!inverse) return nullptr;
+            Node* product = mul(node_of(a), inverse);
+            release(inverse);
+            return to_python_owned(product);
+        }
+        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        double inverse;
+        if (!reciprocal(b, &inverse)) return nullptr;
+        return to_python_owned(mul_constant(node_of(a), inverse));
+    }
+    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other / self is self**-1 * other
+    Node* inverse = reciprocal_node(node_of(b));
+    if (!inverse) return nullptr;
+    double c;
+    if (!to_double(a, &c)) {
+        release(inverse);
+        return nullptr;
+    }
+    Node* product = mul_constant(inverse, c);
+    release(inverse);
+    return to_python_owned(product);
+}
+
+PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
+    if (modulus != Py_None || !is_value(a)) Py_RETURN_NOTIMPLEMENTED;
+    if (is_value(b)) {
+        PyErr_SetString(PyExc_TypeError, "only supporting int/float powers, not a Value exponent");
+        return nullptr;
+    }
+    if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+    double e;
+    if (!to_double(b, &e)) return nullptr;
+    Status s;
+    Node* n = pow(node_of(a), e, &s);
+    if (!n) {
+        set_error(s);
+        return nullptr;
+    }
+    bool label_is_lazy = PyFloat_CheckExact(b);
+    if (PyLong_CheckExact(b) && std::fabs(e) <= 9007199254740992.0) {  // 2**53: exact in a double
+        n->flags |= exponent_is_int;
+        label_is_lazy = true;
+    }
+    PyObject* out = to_python_owned(n);
+    if (!out || label_is_lazy) return out;
+    // Any other exponent (bool, numpy scalar, huge int): keep f'**{other}' as Python prints it.
+    PyObject* label = PyUnicode_FromFormat("**%S", b);
+    if (!label || store(out, str_op, label) < 0) {
+        Py_XDECREF(label);
+        Py_DECREF(out);
+        return nullptr;
+    }
+    Py_DECREF(label);
+    return out;
+}
+
+PyObject* value_repr(PyObject* self) {
+    PyObject* data = get_data(self, nullptr);
+    PyObject* grad = get_grad(self, nullptr);
+    PyObject* r =
+        (data && grad) ? PyUnicode_FromFormat("Value(data=%R, grad=%R)", data, grad) : nullptr;
+    Py_XDECREF(data);
+    Py_XDECREF(grad);
+    return r;
+}
+
+PyType_Slot value_slots[] = {
+    {Py_tp_doc, const_cast<char*>("stores a single scalar value and its gradient")},
+    {Py_tp_new, reinterpret_cast<void*>(value_new)},
+    {Py_tp_init, reinterpret_cast<void*>(value_init)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(value_dealloc)},
+    {Py_tp_repr, reinterpret_cast<void*>(value_repr)},
+    {Py_tp_getset, value_getset},
+    {Py_tp_members, value_members},
+    {Py_tp_methods, value_methods},
+    {Py_nb_add, reinterpret_cast<void*>(value_add)},
+    {Py_nb_subtract, reinterpret_cast<void*>(value_sub)},
+    {Py_nb_multiply, reinterpret_cast<void*>(value_mul)},
+    {Py_nb_true_divide, reinterpret_cast<void*>(value_truediv)},
+    {Py_nb_power, reinterpret_cast<void*>(value_pow)},
+    {Py_nb_negative, reinterpret_cast<void*>(value_neg)},
+    {0, nullptr},
+};
+
+PyType_Spec value_spec = {
+    "micrograd_cpp.engine.Value",
+    sizeof(ValueObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    value_slots,
+};
+
+}  // namespace
+
+// -------------------------------------------------------------------------------------------------
+
+PyObject* to_python(Node* n) {
+    if (n->handle) return Py_NewRef(static_cast<PyObject*>(n->handle));
+    // The node's C++ owners now each hold a reference to its object instead (Note [Ownership]).
+    PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs) + 1);
+    if (o) n->refs = 1;
+    return o;
+}
+
+PyObject* to_python_owned(Node* n) {
+    if (n->handle) return static_cast<PyObject*>(n->handle);  // already a Python reference
+    PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs));
+    if (o) {
+        n->refs = 1;
+    } else {
+        release(n);
+    }
+    return o;
+}
+
+void set_error(Status status) {
+    switch (status) {
+        case Status::ok:
+        case Status::callback_failed:
+            return;
+        case Status::zero_to_negative_power:
+            PyErr_SetString(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
+            return;
+        case Status::pow_out_of_range:
+            errno = ERANGE;
+            PyErr_SetFromErrno(PyExc_OverflowError);
+            return;
+        case Status::pow_domain_error:
+            errno = EDOM;
+            PyErr_SetFromErrno(PyExc_ValueError);
+            return;
+        case Status::complex_power:
+            PyErr_SetString(PyExc_ValueError,
+                            "negative number cannot be raised to a fractional power");
+            return;
+        case Status::math_range_error:
+            PyErr_SetString(PyExc_OverflowError, "math range error");
+            return;
+        case Status::math_domain_error:
+            PyErr_SetString(PyExc_ValueError, "math domain error");
+            return;
+        case Status::division_by_zero:
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            return;
+    }
+}
+
+bool is_number(PyObject* o) {
+    if (PyFloat_Check(o) || PyLong_Check(o)) return true;
+    if (is_value(o)) return false;
+    int r = PyObject_IsInstance(o, real_number_abc);
+    if (r < 0) PyErr_Clear();  // a broken __instancecheck__ does not make it a number
+    return r > 0;
+}
+
+bool to_double(PyObject* o, double* out) {
+    if (PyFloat_Check(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return true;
+    }
+    double d = PyLong_Check(o) ? PyLong_AsDouble(o) : PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) return false;
+    *out = d;
+    return true;
+}
+
+PyObject* create_value_type() {
+    if (value_type) return Py_NewRef(reinterpret_cast<PyObject*>(value_type));
+    PyObject* numbers = PyImport_ImportModule("numbers");
+    if (!numbers) return nullptr;
+    real_number_abc = PyObject_GetAttrString(numbers, "Real");
+    Py_DECREF(numbers);
+    str_op = PyUnicode_InternFromString("_op");
+    str_backward = PyUnicode_InternFromString("_backward");
+    str_label = PyUnicode_InternFromString("label");
+    minus_one = PyLong_FromLong(-1);
+    if (!real_number_abc || !str_op || !str_backward || !str_label || !minus_one) return nullptr;
+
+    builtin_rule_def = {"_backward", method_builtin_rule, METH_NOARGS,
+                        "apply this node's local chain rule"};
+    PyObject* type = PyType_FromSpec(&value_spec);
+    if (!type) return nullptr;
+    // Like micrograd's lecture Value, label defaults to '' and lives in the instance once set.
+    PyObject* empty = PyUnicode_FromString("");
+    int failed = !empty || PyObject_SetAttr(type, str_label, empty) < 0;
+    Py_XDECREF(empty);
+    if (failed) {
+        Py_DECREF(type);
+        return nullptr;
+    }
+    value_type = reinterpret_cast<PyTypeObject*>(type);
+    Py_INCREF(type);  // value_type keeps the type alive for the life of the process
+    hooks.retain_handle = retain_handle;
+    hooks.release_handle = release_handle;
+    hooks.run_python_backward = run_python_backward;
+    return type;
+}
+
+}  // namespace mg::python

@@ -1,0 +1,375 @@
+#include "engine.hpp"
+
+#include <cstdlib>
+#include <new>
+
+namespace mg {
+
+Hooks hooks;
+
+static void assign_children(Node* n, Node* const* kids, std::size_t count);
+
+// ---------------------------------------------------------------------------------------------
+// Allocation: nodes come from a free list refilled in blocks, so creating one costs a few
+// instructions and neighbours in time are neighbours in memory. Sanitizer builds use the plain
+// heap so that use-after-free is caught per node.
+
+namespace {
+
+#ifdef MICROGRAD_CPP_PLAIN_HEAP
+Node* allocate() { return static_cast<Node*>(::operator new(sizeof(Node))); }
+void deallocate(Node* n) { ::operator delete(n); }
+#else
+union Slot {
+    Node node;
+    Slot* next;
+};
+Slot* free_slots = nullptr;
+constexpr std::size_t block_slots = 4096;
+
+Node* allocate() {
+    if (!free_slots) {
+        auto* block = static_cast<Slot*>(std::malloc(sizeof(Slot) * block_slots));
+        if (!block) throw std::bad_alloc();
+        for (std::size_t i = 0; i + 1 < block_slots; ++i) block[i].next = &block[i + 1];
+        block[block_slots - 1].next = nullptr;
+        free_slots = block;
+    }
+    Slot* s = free_slots;
+    free_slots = s->next;
+    return &s->node;
+}
+void deallocate(Node* n) {
+    auto* s = reinterpret_cast<Slot*>(n);
+    s->next = free_slots;
+    free_slots = s;
+}
+#endif
+
+Node* make(Op op, double data, std::uint8_t arity) {
+    Node* n = allocate();
+    n->data = data;
+    n->grad = 0.0;
+    n->operands.pair[0] = n->operands.pair[1] = nullptr;
+    n->handle = nullptr;
+    n->mark = 0;
+    n->refs = 1;
+    n->op = op;
+    n->arity = arity;
+    n->flags = 0;
+    return n;
+}
+
+Node* unary(Op op, Node* a, double data) {
+    Node* n = make(op, data, 1);
+    retain(a);
+    n->operands.pair[0] = a;
+    return n;
+}
+
+Node* binary(Op op, Node* a, Node* b, double data) {
+    Node* n = make(op, data, 2);
+    retain(a);
+    retain(b);
+    n->operands.pair[0] = a;
+    n->operands.pair[1] = b;
+    return n;
+}
+
+// Note [Iterative teardown]
+// Freeing a node releases its children, which may free them, and so on down a chain a million
+// nodes long: done recursively, that overflows the stack. Instead, nodes whose last reference
+// went away are pushed on `dying` and freed by one loop. A release that happens while the loop
+// runs (also one that comes back through a Python object's deallocation) only pushes.
+std::vector<Node*> dying;
+bool draining = false;
+
+void release_children(Node* n) {
+    std::uint32_t count = child_count(n);
+    Node* const* kids = children(n);
+    for (std::uint32_t i = 0; i < count; ++i) release(kids[i]);
+    if (n->flags & children_on_heap) delete[] n->operands.list.items;
+    n->flags &= static_cast<std::uint8_t>(~children_on_heap);
+    n->arity = 0;
+}
+
+void destroy(Node* n) {
+    dying.push_back(n);
+    if (draining) return;
+    draining = true;
+    while (!dying.empty()) {
+        Node* d = dying.back();
+        dying.pop_back();
+        release_children(d);
+        deallocate(d);
+    }
+    draining = false;
+}
+
+// Traversal scratch space, reused across calls unless a call is already using it (a Python
+// _backward may run backward() again before the outer call finishes).
+struct Frame {
+    Node* node;
+    std::uint32_t next_child;
+};
+std::vector<Frame> shared_stack;
+bool shared_stack_busy = false;
+std::uint64_t last_mark = 0;
+
+void topological_order_with(Node* root, std::vector<Node*>& order, std::vector<Frame>& stack) {
+    const std::uint64_t mark = ++last_mark;
+    order.clear();
+    stack.clear();
+    root->mark = mark;
+    stack.push_back({root, 0});
+    while (!stack.empty()) {
+        Frame& top = stack.back();
+        Node* n = top.node;
+        const std::uint32_t count = child_count(n);
+        Node* const* kids = children(n);
+        Node* next = nullptr;
+        while (top.next_child < count) {
+            Node* k = kids[top.next_child++];
+            if (k->mark == mark) continue;
+            k->mark = mark;
+            if (child_count(k) == 0) {
+                order.push_back(k);  // a leaf is finished as soon as it is reached
+                continue;
+            }
+            next = k;
+            break;
+        }
+        if (next) {
+            stack.push_back({next, 0});  // invalidates `top`
+        } else {
+            order.push_back(n);
+            stack.pop_back();
+        }
+    }
+}
+
+// Whether `target` is reachable from any of `roots` (used to refuse a cycle).
+bool reaches(Node* const* roots, std::size_t count, Node* target) {
+    std::vector<Node*> seen;
+    for (std::size_t i = 0; i < count; ++i) {
+        topological_order(roots[i], seen);
+        for (Node* n : seen) {
+            if (n == target) return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+void release(Node* n) {
+    if (n->handle) {
+        hooks.release_handle(n->handle);
+    } else if (--n->refs == 0) {
+        destroy(n);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward: each op computes its value first, so an op that fails creates nothing.
+
+Node* new_leaf(double data) { return make(Op::leaf, data, 0); }
+
+Node* add(Node* a, Node* b) { return binary(Op::add, a, b, a->data + b->data); }
+Node* mul(Node* a, Node* b) { return binary(Op::mul, a, b, a->data * b->data); }
+
+Node* add_constant(Node* a, double c) {
+    Node* constant = new_leaf(c);
+    Node* n = add(a, constant);
+    release(constant);
+    return n;
+}
+
+Node* mul_constant(Node* a, double c) {
+    Node* constant = new_leaf(c);
+    Node* n = mul(a, constant);
+    release(constant);
+    return n;
+}
+
+Node* pow(Node* a, double exponent, Status* status) {
+    double out;
+    *status = py_pow(a->data, exponent, &out);
+    if (*status != Status::ok) return nullptr;
+    Node* n = unary(Op::pow, a, out);
+    n->operands.pow.exponent = exponent;
+    return n;
+}
+
+Node* relu(Node* a) {
+    double x = a->data;
+    return unary(Op::relu, a, x < 0 ? 0.0 : x);
+}
+
+Node* tanh(Node* a) { return unary(Op::tanh, a, py_tanh(a->data)); }
+
+Node* exp(Node* a, Status* status) {
+    double out;
+    *status = py_exp(a->data, &out);
+    return *status == Status::ok ? unary(Op::exp, a, out) : nullptr;
+}
+
+Node* log(Node* a, Status* status) {
+    double out;
+    *status = py_log(a->data, &out);
+    return *status == Status::ok ? unary(Op::log, a, out) : nullptr;
+}
+
+bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_parents) {
+    if (count && may_have_parents && reaches(kids, count, n)) return false;
+    assign_children(n, kids, count);
+    return true;
+}
+
+Node* clone(const Node* n, Node* const* kids, std::size_t count) {
+    const std::size_t operands = n->op == Op::add || n->op == Op::mul ? 2
+                                 : n->op == Op::leaf                  ? 0
+                                                                      : 1;
+    if (n->op != Op::custom && count != operands) return nullptr;
+    if (n->op == Op::custom && count == 0) return nullptr;
+    Node* c = make(Op::leaf, n->data, 0);
+    assign_children(c, kids, count);
+    c->grad = n->grad;
+    c->op = n->op;
+    if (n->op == Op::pow) c->operands.pow.exponent = n->operands.pow.exponent;
+    c->flags |= n->flags & exponent_is_int;
+    return c;
+}
+
+static void assign_children(Node* n, Node* const* kids, std::size_t count) {
+    for (std::size_t i = 0; i < count; ++i) retain(kids[i]);
+    // Release the old children only after retaining the new ones: they may be the same nodes.
+    std::uint32_t old_count = child_count(n);
+    bool old_on_heap = n->flags & children_on_heap;
+    Node* old_pair[2] = {n->operands.pair[0], n->operands.pair[1]};
+    Node** old_items = old_on_heap ? n->operands.list.items : nullptr;
+
+    if (count <= 2) {
+        n->flags &= static_cast<std::uint8_t>(~children_on_heap);
+        n->arity = static_cast<std::uint8_t>(count);
+        n->operands.pair[0] = count > 0 ? kids[0] : nullptr;
+        n->operands.pair[1] = count > 1 ? kids[1] : nullptr;
+    } else {
+        auto* items = new Node*[count];
+        for (std::size_t i = 0; i < count; ++i) items[i] = kids[i];
+        n->flags |= children_on_heap;
+        n->arity = 0;
+        n->operands.list.items = items;
+        n->operands.list.count = static_cast<std::uint32_t>(count);
+    }
+    n->op = count ? Op::custom : Op::leaf;
+
+    Node* const* old = old_on_heap ? old_items : old_pair;
+    for (std::uint32_t i = 0; i < old_count; ++i) release(old[i]);
+    delete[] old_items;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+void topological_order(Node* root, std::vector<Node*>& order) {
+    std::vector<Frame> stack;
+    topological_order_with(root, order, stack);
+}
+
+Status apply_local_rule(Node* n) {
+    if (n->flags & has_python_backward) return hooks.run_python_backward(n);
+    return apply_builtin_rule(n);
+}
+
+Status apply_builtin_rule(Node* n) {
+    const double g = n->grad;
+    Node* a = n->operands.pair[0];
+    switch (n->op) {
+        case Op::leaf:
+        case Op::custom:
+            return Status::ok;
+        case Op::add: {
+            Node* b = n->operands.pair[1];
+            a->grad += g;
+            b->grad += g;
+            return Status::ok;
+        }
+        case Op::mul: {
+            Node* b = n->operands.pair[1];
+            a->grad += b->data * g;
+            b->grad += a->data * g;
+            return Status::ok;
+        }
+        case Op::pow: {
+            const double e = n->operands.pow.exponent;
+            double p;
+            Status s = py_pow(a->data, e - 1, &p);
+            if (s == Status::ok) a->grad += (e * p) * g;
+            return s;
+        }
+        case Op::relu:
+            a->grad += (n->data > 0 ? 1.0 : 0.0) * g;
+            return Status::ok;
+        case Op::tanh: {
+            double t2;
+            Status s = py_pow(n->data, 2.0, &t2);
+            if (s == Status::ok) a->grad += (1.0 - t2) * g;
+            return s;
+        }
+        case Op::exp:
+            a->grad += n->data * g;
+            return Status::ok;
+        case Op::log: {
+            const double x = a->data;
+            if (x == 0.0) return Status::division_by_zero;
+            a->grad += (1.0 / x) * g;
+            return Status::ok;
+        }
+    }
+    return Status::ok;
+}
+
+Status backward(Node* root) {
+    static std::vector<Node*> shared_order;
+    std::vector<Node*> own_order;
+    std::vector<Frame> own_stack;
+    const bool nested = shared_stack_busy;
+    std::vector<Node*>& order = nested ? own_order : shared_order;
+    std::vector<Frame>& stack = nested ? own_stack : shared_stack;
+    shared_stack_busy = true;
+
+    topological_order_with(root, order, stack);
+    // A Python _backward may drop the last reference to a node still to be visited: keep every
+    // node alive until the pass is over (only when such a callback is present).
+    bool pinned = false;
+    for (Node* n : order) {
+        if (n->flags & has_python_backward) {
+            pinned = true;
+            break;
+        }
+    }
+    if (pinned) {
+        for (Node* n : order) retain(n);
+    }
+
+    root->grad = 1.0;
+    Status status = Status::ok;
+    for (std::size_t i = order.size(); i-- > 0;) {
+        status = apply_local_rule(order[i]);
+        if (status != Status::ok) break;
+    }
+
+    if (pinned) {
+        std::vector<Node*> pins;
+        pins.swap(order);  // release() may run Python code that calls backward() again
+        if (!nested) shared_stack_busy = false;
+        for (Node* n : pins) release(n);
+        if (!nested) shared_order.swap(pins);
+        return status;
+    }
+    if (!nested) shared_stack_busy = false;
+    return status;
+}
+
+}  // namespace mg

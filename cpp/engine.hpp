@@ -1,0 +1,113 @@
+// micrograd-cpp's engine: scalar autograd nodes, their forward and local gradient rules, the
+// topological order and the backward pass. No Python here; the binding layer attaches Python
+// objects to nodes through the opaque `handle` and the hooks below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "pymath.hpp"
+
+namespace mg {
+
+enum class Op : std::uint8_t { leaf, add, mul, pow, relu, tanh, exp, log, custom };
+
+enum NodeFlags : std::uint8_t {
+    has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
+    children_on_heap = 2,     // a custom node with more than two children
+    exponent_is_int = 4,      // the '**' label prints the exponent as an integer
+};
+
+// Note [Ownership]
+// A node is owned either by C++ alone or through its Python object. While `handle` is null,
+// `refs` counts the owners (parents, user-facing arrays). Once the binding gives the node a Python
+// object (its handle), the node keeps it for life: the handle holds the node's only reference and
+// every C++ owner holds a Python reference to the handle instead, so identity is stable and a
+// node lives exactly as long as anybody, Python or C++, refers to it. retain() and release()
+// pick the right counter.
+struct Node {
+    double data;
+    double grad;
+    union {
+        Node* pair[2];  // operands of built-in ops; a custom node's first two children
+        struct {
+            Node* base;
+            double exponent;
+        } pow;
+        struct {
+            Node** items;
+            std::uint32_t count;
+        } list;  // a custom node's children when children_on_heap
+    } operands;
+    void* handle;        // the owning Python object, if any
+    std::uint64_t mark;  // the traversal that last visited this node
+    std::uint32_t refs;
+    Op op;
+    std::uint8_t arity;  // children stored inline in operands.pair
+    std::uint8_t flags;
+};
+
+static_assert(sizeof(Node) <= 64, "a node must stay within a cache line");
+
+inline std::uint32_t child_count(const Node* n) {
+    return (n->flags & children_on_heap) ? n->operands.list.count : n->arity;
+}
+inline Node* const* children(const Node* n) {
+    return (n->flags & children_on_heap) ? n->operands.list.items : n->operands.pair;
+}
+
+// Set once by the binding. The engine calls them only for nodes that have a handle.
+struct Hooks {
+    void (*retain_handle)(void* handle) = nullptr;
+    void (*release_handle)(void* handle) = nullptr;
+    Status (*run_python_backward)(Node* node) = nullptr;
+};
+extern Hooks hooks;
+
+inline void retain(Node* n) {
+    if (n->handle) {
+        hooks.retain_handle(n->handle);
+    } else {
+        ++n->refs;
+    }
+}
+// Drops one reference; frees what nobody owns any more, without recursion.
+void release(Node* n);
+
+// Constructors return a node with one reference owned by the caller, or null with *status set
+// (then nothing was created and nothing changed). Operands are retained by the new node.
+Node* new_leaf(double data);
+Node* add(Node* a, Node* b);
+Node* mul(Node* a, Node* b);
+Node* add_constant(Node* a, double c);  // a + Value(c)
+Node* mul_constant(Node* a, double c);  // a * Value(c)
+Node* pow(Node* a, double exponent, Status* status);
+Node* relu(Node* a);
+Node* tanh(Node* a);
+Node* exp(Node* a, Status* status);
+Node* log(Node* a, Status* status);
+
+// Makes n a custom node with these children (a leaf if there are none), as Value(data, children,
+// op) does. A node that may already have parents is checked first: if it would become its own
+// descendant, nothing changes and the result is false.
+bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_parents);
+
+// A new node with n's op, data, grad and exponent over the given children; null if their
+// number does not fit the op.
+Node* clone(const Node* n, Node* const* kids, std::size_t count);
+
+// Nodes under root, every child before its parents: micrograd's build_topo, iterative, visiting
+// children in operand order. The pure-Python oracle implements the very same order.
+void topological_order(Node* root, std::vector<Node*>& order);
+
+// This node's local chain rule: micrograd's formula, in micrograd's order. The builtin variant
+// ignores a Python _backward the user may have assigned.
+Status apply_local_rule(Node* n);
+Status apply_builtin_rule(Node* n);
+
+// micrograd's backward(): root grad set to 1, local rules in reverse topological order,
+// accumulating. Stops at the first rule that fails and returns its status.
+Status backward(Node* root);
+
+}  // namespace mg

@@ -1,0 +1,1 @@
+"""The pure-Python backend: the test oracle of micrograd-cpp and its fallback."""

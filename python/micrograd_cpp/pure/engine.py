@@ -1,0 +1,240 @@
+"""micrograd's Value in pure Python, with micrograd-cpp's exact semantics.
+
+This is the test oracle of the C++ engine (every result must match it bit for bit) and the
+fallback backend. It differs from karpathy/micrograd only where micrograd-cpp documents a
+deviation: data and grad are always floats, children keep their order (so the topological
+order, and with it every rounding, is deterministic), and the sort is iterative.
+"""
+
+import copy
+import math
+import numbers
+
+
+def _as_float(x):
+    """Convert like the C API's PyFloat_AsDouble: __float__, else __index__; never a string."""
+    if type(x) is float:
+        return x
+    kind = type(x)
+    if hasattr(kind, "__float__") or hasattr(kind, "__index__"):
+        return float(x)
+    raise TypeError(f"must be real number, not {kind.__name__}")
+
+
+def _is_number(x):
+    return isinstance(x, (int, float, numbers.Real)) and not isinstance(x, Value)
+
+
+def _pow(x, e):
+    """float ** float as Python computes it, but a complex result raises ValueError."""
+    r = x**e
+    if type(r) is complex:
+        raise ValueError("negative number cannot be raised to a fractional power")
+    return r
+
+
+def topological_order(root):
+    """Nodes under root, children before parents: micrograd's build_topo without recursion.
+
+    Children are visited in operand order, so the order (and every rounding) is reproducible.
+    """
+    topo = []
+    visited = {id(root)}
+    stack = [(root, iter(root._children))]
+    while stack:
+        node, kids = stack[-1]
+        for child in kids:
+            if id(child) not in visited:
+                visited.add(id(child))
+                stack.append((child, iter(child._children)))
+                break
+        else:
+            stack.pop()
+            topo.append(node)
+    return topo
+
+
+class Value:
+    """stores a single scalar value and its gradient"""
+
+    # _rule names the built-in chain rule (None for leaves and user-made nodes); _exponent is
+    # the float exponent of a '**' node.
+    __slots__ = (
+        "__dict__",
+        "_children",
+        "_custom_backward",
+        "_data",
+        "_exponent",
+        "_grad",
+        "_op",
+        "_rule",
+    )
+    label = ""
+
+    def __init__(self, data, _children=(), _op="", label=""):
+        self._data = _as_float(data)
+        self._grad = 0.0
+        children = tuple(_children)
+        for child in children:
+            if not isinstance(child, Value):
+                raise TypeError(f"children must be Values, not {type(child).__name__}")
+        self._children = children
+        self._op = _op
+        self._rule = self._exponent = self._custom_backward = None
+        if label:
+            self.label = label
+
+    data = property(lambda self: self._data, lambda self, x: setattr(self, "_data", _as_float(x)))
+    grad = property(lambda self: self._grad, lambda self, x: setattr(self, "_grad", _as_float(x)))
+
+    @property
+    def _prev(self):
+        return set(self._children)
+
+    @property
+    def _backward(self):
+        fn = self._custom_backward
+        return self._local_rule if fn is None else fn
+
+    @_backward.setter
+    def _backward(self, fn):
+        self._custom_backward = fn
+
+    @staticmethod
+    def _node(data, children, op, rule, exponent=None):
+        out = object.__new__(Value)
+        out._data, out._grad, out._children, out._op = data, 0.0, children, op
+        out._rule, out._exponent, out._custom_backward = rule, exponent, None
+        return out
+
+    def _clone(self, children):
+        """A new node of this type with this op, data, grad and exponent over `children`."""
+        out = object.__new__(type(self))
+        out._data, out._grad, out._children, out._op = (
+            self._data,
+            self._grad,
+            tuple(children),
+            self._op,
+        )
+        out._rule, out._exponent = self._rule, self._exponent
+        out._custom_backward = self._custom_backward
+        return out
+
+    def __copy__(self):
+        """A new node with this one's op, data, grad, operands and attributes."""
+        out = self._clone(self._children)
+        for name, value in vars(self).items():
+            setattr(out, name, value)
+        return out
+
+    def __deepcopy__(self, memo):
+        """A copy of the whole graph under this Value (shared nodes stay shared), made without
+        recursion so that deep graphs copy too."""
+        for node in topological_order(self):
+            if id(node) not in memo:
+                clone = node._clone([memo[id(child)] for child in node._children])
+                memo[id(node)] = clone
+                for name, value in vars(node).items():
+                    setattr(clone, name, copy.deepcopy(value, memo))
+        return memo[id(self)]
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: pickle its .data instead")
+
+    def _local_rule(self):
+        """Apply this node's chain rule, micrograd's formula in micrograd's order."""
+        rule, children, g = self._rule, self._children, self._grad
+        if rule is None:
+            return
+        a = children[0]
+        if rule == "+":
+            a.grad += g
+            children[1].grad += g
+        elif rule == "*":
+            b = children[1]
+            a.grad += b.data * g
+            b.grad += a.data * g
+        elif rule == "**":
+            e = self._exponent
+            a.grad += (e * _pow(a.data, e - 1)) * g
+        elif rule == "ReLU":
+            a.grad += (self.data > 0) * g
+        elif rule == "tanh":
+            a.grad += (1 - _pow(self.data, 2)) * g
+        elif rule == "exp":
+            a.grad += self.data * g
+        elif rule == "log":
+            a.grad += (1 / a.data) * g
+
+    def __add__(self, other):
+        if not isinstance(other, Value):
+            if not _is_number(other):
+                return NotImplemented
+            other = Value(other)
+        return Value._node(self.data + other.data, (self, other), "+", "+")
+
+    def __mul__(self, other):
+        if not isinstance(other, Value):
+            if not _is_number(other):
+                return NotImplemented
+            other = Value(other)
+        return Value._node(self.data * other.data, (self, other), "*", "*")
+
+    def __pow__(self, other):
+        if isinstance(other, Value):
+            raise TypeError("only supporting int/float powers, not a Value exponent")
+        if not _is_number(other):
+            return NotImplemented
+        e = _as_float(other)
+        return Value._node(_pow(self.data, e), (self,), f"**{other}", "**", e)
+
+    def relu(self):
+        x = self.data
+        return Value._node(0.0 if x < 0 else x, (self,), "ReLU", "ReLU")
+
+    def tanh(self):
+        return Value._node(math.tanh(self.data), (self,), "tanh", "tanh")
+
+    def exp(self):
+        return Value._node(math.exp(self.data), (self,), "exp", "exp")
+
+    def log(self):
+        return Value._node(math.log(self.data), (self,), "log", "log")
+
+    def backward(self):
+        topo = topological_order(self)
+        self.grad = 1.0
+        for v in reversed(topo):
+            v._backward()
+
+    def __neg__(self):  # -self
+        return self * -1
+
+    def __radd__(self, other):  # other + self
+        return self + other
+
+    def __sub__(self, other):  # self - other
+        if not isinstance(other, Value) and not _is_number(other):
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other):  # other + (-self)
+        if not _is_number(other):
+            return NotImplemented
+        return (-self) + other
+
+    def __rmul__(self, other):  # other * self
+        return self * other
+
+    def __truediv__(self, other):  # self * other**-1
+        if not isinstance(other, Value) and not _is_number(other):
+            return NotImplemented
+        return self * other**-1
+
+    def __rtruediv__(self, other):  # other * self**-1
+        if not _is_number(other):
+            return NotImplemented
+        return self**-1 * other
+
+    def __repr__(self):
+        return f"Value(data={self.data}, grad={self.grad})"
