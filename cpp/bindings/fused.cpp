@@ -1,0 +1,172 @@
+// Whole loops in one call: sum, dot and a neuron's forward. Each builds exactly the nodes that
+// the Python line it replaces builds, in the same order, so results equal the oracle's.
+//
+// The fast path covers exact Values and plain int/float numbers. Anything else (a subclass that
+// may override its operators, a numpy scalar, a non-number) takes Python's own `+` and `*` for
+// that step, so the semantics are Python's in every case.
+#include "fused.hpp"
+
+namespace mg::python {
+namespace {
+
+bool is_plain_number(PyObject* o) { return PyFloat_CheckExact(o) || PyLong_CheckExact(o); }
+
+// A partial result: a node (a reference owned here) while the fast path holds, else a Python
+// object (an owned reference). Exactly one is set; both null after a failure.
+struct Partial {
+    Node* node = nullptr;
+    PyObject* object = nullptr;
+
+    static Partial of(PyObject* o) {  // takes a new reference to o
+        Partial p;
+        if (Py_IS_TYPE(o, value_type)) {
+            p.node = node_of(o);
+            retain(p.node);
+        } else {
+            p.object = Py_NewRef(o);
+        }
+        return p;
+    }
+    static Partial steal(PyObject* o) {  // takes over a reference to o (null: failure)
+        if (!o) return {};
+        Partial p = of(o);
+        Py_DECREF(o);
+        return p;
+    }
+    bool failed() const { return !node && !object; }
+    PyObject* release_object() {  // the result as a Python object (new reference)
+        PyObject* o = node ? to_python_owned(node) : object;
+        node = nullptr;
+        object = nullptr;
+        return o;
+    }
+    void clear() {
+        if (node) mg::release(node);
+        Py_XDECREF(object);
+        node = nullptr;
+        object = nullptr;
+    }
+};
+
+using NodeOp = Node* (*)(Node*, Node*);
+using ConstantOp = Node* (*)(Node*, double);
+
+// left <op> right, consuming both.
+Partial combine(Partial left, Partial right, NodeOp op, ConstantOp constant_op,
+                binaryfunc python_op) {
+    Partial out;
+    if (left.node && right.node) {
+        out.node = op(left.node, right.node);
+    } else if (left.node && right.object && is_plain_number(right.object)) {
+        double c;
+        if (to_double(right.object, &c)) out.node = constant_op(left.node, c);
+    } else {
+        PyObject* l = left.release_object();
+        PyObject* r = right.release_object();
+        if (l && r) out = Partial::steal(python_op(l, r));
+        Py_XDECREF(l);
+        Py_XDECREF(r);
+    }
+    left.clear();
+    right.clear();
+    return out;
+}
+
+// sum((ai*bi for ai, bi in zip(a, b)), start), or with b null sum(a, start).
+PyObject* reduce(PyObject* a, PyObject* b, PyObject* start) {
+    PyObject* ita = PyObject_GetIter(a);
+    if (!ita) return nullptr;
+    PyObject* itb = b ? PyObject_GetIter(b) : nullptr;
+    if (b && !itb) {
+        Py_DECREF(ita);
+        return nullptr;
+    }
+    Partial acc = Partial::of(start);
+    while (!acc.failed()) {
+        PyObject* x = PyIter_Next(ita);
+        if (!x) break;
+        Partial term = Partial::steal(x);
+        if (itb) {  // the term is x*y, and zip stops at the shorter input
+            PyObject* y = PyIter_Next(itb);
+            if (!y) {
+                term.clear();
+                break;
+            }
+            term = combine(term, Partial::steal(y), mg::mul, mg::mul_constant, PyNumber_Multiply);
+            if (term.failed()) {
+                acc.clear();
+                break;
+            }
+        }
+        acc = combine(acc, term, mg::add, mg::add_constant, PyNumber_Add);
+    }
+    Py_DECREF(ita);
+    Py_XDECREF(itb);
+    if (PyErr_Occurred()) {
+        acc.clear();
+        return nullptr;
+    }
+    return acc.release_object();
+}
+
+PyObject* fused_sum(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "sum(values, start=0) takes 1 or 2 arguments");
+        return nullptr;
+    }
+    PyObject* zero = nullptr;
+    PyObject* start = nargs == 2 ? args[1] : (zero = PyLong_FromLong(0));
+    if (!start) return nullptr;
+    PyObject* out = reduce(args[0], nullptr, start);
+    Py_XDECREF(zero);
+    return out;
+}
+
+PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "dot(a, b, start=0) takes 2 or 3 arguments");
+        return nullptr;
+    }
+    PyObject* zero = nullptr;
+    PyObject* start = nargs == 3 ? args[2] : (zero = PyLong_FromLong(0));
+    if (!start) return nullptr;
+    PyObject* out = reduce(args[0], args[1], start);
+    Py_XDECREF(zero);
+    return out;
+}
+
+// neuron(w, b, x, nonlin): act = sum((wi*xi for wi, xi in zip(w, x)), b);
+// act.relu() if nonlin else act.
+PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "neuron(w, b, x, nonlin) takes 4 arguments");
+        return nullptr;
+    }
+    int nonlin = PyObject_IsTrue(args[3]);
+    if (nonlin < 0) return nullptr;
+    PyObject* act = reduce(args[0], args[2], args[1]);
+    if (!act || !nonlin) return act;
+    PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
+                                                : PyObject_CallMethod(act, "relu", nullptr);
+    Py_DECREF(act);
+    return out;
+}
+
+PyMethodDef fused_methods[] = {
+    {"sum", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_sum)), METH_FASTCALL,
+     "sum(values, start=0)\n--\n\nPython's sum(values, start), building the same nodes in one "
+     "call."},
+    {"dot", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_dot)), METH_FASTCALL,
+     "dot(a, b, start=0)\n--\n\nsum((ai*bi for ai, bi in zip(a, b)), start) in one call."},
+    {"neuron", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_neuron)),
+     METH_FASTCALL,
+     "neuron(w, b, x, nonlin)\n--\n\nmicrograd's Neuron forward: sum((wi*xi for wi, xi in "
+     "zip(w, x)), b), then relu() if nonlin."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+int add_fused_functions(PyObject* module) { return PyModule_AddFunctions(module, fused_methods); }
+
+}  // namespace mg::python
