@@ -20,7 +20,7 @@ namespace {
 Node* allocate() { return static_cast<Node*>(::operator new(sizeof(Node))); }
 void deallocate(Node* n) { ::operator delete(n); }
 #else
-union Slot {
+union alignas(64) Slot {  // one cache line per node
     Node node;
     Slot* next;
 };
@@ -29,7 +29,8 @@ constexpr std::size_t block_slots = 4096;
 
 Node* allocate() {
     if (!free_slots) {
-        auto* block = static_cast<Slot*>(std::malloc(sizeof(Slot) * block_slots));
+        auto* block =
+            static_cast<Slot*>(std::aligned_alloc(alignof(Slot), sizeof(Slot) * block_slots));
         if (!block) throw std::bad_alloc();
         for (std::size_t i = 0; i + 1 < block_slots; ++i) block[i].next = &block[i + 1];
         block[block_slots - 1].next = nullptr;
@@ -46,7 +47,7 @@ void deallocate(Node* n) {
 }
 #endif
 
-Node* make(Op op, double data, std::uint8_t arity) {
+Node* make(Op op, double data, std::uint32_t count) {
     Node* n = allocate();
     n->data = data;
     n->grad = 0.0;
@@ -55,7 +56,7 @@ Node* make(Op op, double data, std::uint8_t arity) {
     n->mark = 0;
     n->refs = 1;
     n->op = op;
-    n->arity = arity;
+    n->count = count;
     n->flags = 0;
     return n;
 }
@@ -88,9 +89,8 @@ void release_children(Node* n) {
     std::uint32_t count = child_count(n);
     Node* const* kids = children(n);
     for (std::uint32_t i = 0; i < count; ++i) release(kids[i]);
-    if (n->flags & children_on_heap) delete[] n->operands.list.items;
-    n->flags &= static_cast<std::uint8_t>(~children_on_heap);
-    n->arity = 0;
+    if (count > 2) delete[] n->operands.list;
+    n->count = 0;
 }
 
 void destroy(Node* n) {
@@ -116,35 +116,41 @@ std::vector<Frame> shared_stack;
 bool shared_stack_busy = false;
 std::uint64_t last_mark = 0;
 
-void topological_order_with(Node* root, std::vector<Node*>& order, std::vector<Frame>& stack) {
+// Returns the union of the visited nodes' flags.
+std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
+                                    std::vector<Frame>& stack) {
     const std::uint64_t mark = ++last_mark;
+    std::uint8_t flags = root->flags;
     order.clear();
     stack.clear();
     root->mark = mark;
-    stack.push_back({root, 0});
-    while (!stack.empty()) {
-        Frame& top = stack.back();
-        Node* n = top.node;
-        const std::uint32_t count = child_count(n);
+    // The node being expanded and its next child stay in registers; the stack holds its
+    // ancestors, each with the index of the child to resume from.
+    Node* n = root;
+    std::uint32_t next = 0;
+    for (;;) {
+        std::uint32_t count = child_count(n);
         Node* const* kids = children(n);
-        Node* next = nullptr;
-        while (top.next_child < count) {
-            Node* k = kids[top.next_child++];
+        while (next < count) {
+            Node* k = kids[next++];
             if (k->mark == mark) continue;
             k->mark = mark;
+            flags |= k->flags;
             if (child_count(k) == 0) {
                 order.push_back(k);  // a leaf is finished as soon as it is reached
                 continue;
             }
-            next = k;
-            break;
+            stack.push_back({n, next});
+            n = k;
+            next = 0;
+            count = child_count(n);
+            kids = children(n);
         }
-        if (next) {
-            stack.push_back({next, 0});  // invalidates `top`
-        } else {
-            order.push_back(n);
-            stack.pop_back();
-        }
+        order.push_back(n);
+        if (stack.empty()) return flags;
+        n = stack.back().node;
+        next = stack.back().next_child;
+        stack.pop_back();
     }
 }
 
@@ -242,31 +248,25 @@ Node* clone(const Node* n, Node* const* kids, std::size_t count) {
 }
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count) {
+    // Retain the new children before releasing the old ones: they may be the same nodes.
     for (std::size_t i = 0; i < count; ++i) retain(kids[i]);
-    // Release the old children only after retaining the new ones: they may be the same nodes.
-    std::uint32_t old_count = child_count(n);
-    bool old_on_heap = n->flags & children_on_heap;
+    const std::uint32_t old_count = n->count;
     Node* old_pair[2] = {n->operands.pair[0], n->operands.pair[1]};
-    Node** old_items = old_on_heap ? n->operands.list.items : nullptr;
+    Node** old_list = old_count > 2 ? n->operands.list : nullptr;
 
     if (count <= 2) {
-        n->flags &= static_cast<std::uint8_t>(~children_on_heap);
-        n->arity = static_cast<std::uint8_t>(count);
         n->operands.pair[0] = count > 0 ? kids[0] : nullptr;
         n->operands.pair[1] = count > 1 ? kids[1] : nullptr;
     } else {
-        auto* items = new Node*[count];
-        for (std::size_t i = 0; i < count; ++i) items[i] = kids[i];
-        n->flags |= children_on_heap;
-        n->arity = 0;
-        n->operands.list.items = items;
-        n->operands.list.count = static_cast<std::uint32_t>(count);
+        n->operands.list = new Node*[count];
+        for (std::size_t i = 0; i < count; ++i) n->operands.list[i] = kids[i];
     }
+    n->count = static_cast<std::uint32_t>(count);
     n->op = count ? Op::custom : Op::leaf;
 
-    Node* const* old = old_on_heap ? old_items : old_pair;
+    Node* const* old = old_list ? old_list : old_pair;
     for (std::uint32_t i = 0; i < old_count; ++i) release(old[i]);
-    delete[] old_items;
+    delete[] old_list;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,12 +277,9 @@ void topological_order(Node* root, std::vector<Node*>& order) {
     topological_order_with(root, order, stack);
 }
 
-Status apply_local_rule(Node* n) {
-    if (n->flags & has_python_backward) return hooks.run_python_backward(n);
-    return apply_builtin_rule(n);
-}
+namespace {
 
-Status apply_builtin_rule(Node* n) {
+inline Status builtin_rule(Node* n) {
     const double g = n->grad;
     Node* a = n->operands.pair[0];
     switch (n->op) {
@@ -330,6 +327,16 @@ Status apply_builtin_rule(Node* n) {
     return Status::ok;
 }
 
+inline Status local_rule(Node* n) {
+    if (n->flags & has_python_backward) return hooks.run_python_backward(n);
+    return builtin_rule(n);
+}
+
+}  // namespace
+
+Status apply_local_rule(Node* n) { return local_rule(n); }
+Status apply_builtin_rule(Node* n) { return builtin_rule(n); }
+
 Status backward(Node* root) {
     static std::vector<Node*> shared_order;
     std::vector<Node*> own_order;
@@ -339,36 +346,29 @@ Status backward(Node* root) {
     std::vector<Frame>& stack = nested ? own_stack : shared_stack;
     shared_stack_busy = true;
 
-    topological_order_with(root, order, stack);
-    // A Python _backward may drop the last reference to a node still to be visited: keep every
-    // node alive until the pass is over (only when such a callback is present).
-    bool pinned = false;
-    for (Node* n : order) {
-        if (n->flags & has_python_backward) {
-            pinned = true;
-            break;
-        }
-    }
-    if (pinned) {
-        for (Node* n : order) retain(n);
-    }
-
+    const std::uint8_t flags = topological_order_with(root, order, stack);
     root->grad = 1.0;
     Status status = Status::ok;
-    for (std::size_t i = order.size(); i-- > 0;) {
-        status = apply_local_rule(order[i]);
-        if (status != Status::ok) break;
-    }
-
-    if (pinned) {
-        std::vector<Node*> pins;
-        pins.swap(order);  // release() may run Python code that calls backward() again
+    if (!(flags & has_python_backward)) {
+        for (std::size_t i = order.size(); i-- > 0;) {
+            status = builtin_rule(order[i]);
+            if (status != Status::ok) break;
+        }
         if (!nested) shared_stack_busy = false;
-        for (Node* n : pins) release(n);
-        if (!nested) shared_order.swap(pins);
         return status;
     }
+
+    // A Python _backward may drop the last reference to a node still to be visited, or run
+    // backward() again: keep every node alive, and the order private, until the pass is over.
+    std::vector<Node*> pinned;
+    pinned.swap(order);
     if (!nested) shared_stack_busy = false;
+    for (Node* n : pinned) retain(n);
+    for (std::size_t i = pinned.size(); i-- > 0;) {
+        status = local_rule(pinned[i]);
+        if (status != Status::ok) break;
+    }
+    for (Node* n : pinned) release(n);
     return status;
 }
 

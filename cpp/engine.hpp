@@ -15,8 +15,7 @@ enum class Op : std::uint8_t { leaf, add, mul, pow, relu, tanh, exp, log, custom
 
 enum NodeFlags : std::uint8_t {
     has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
-    children_on_heap = 2,     // a custom node with more than two children
-    exponent_is_int = 4,      // the '**' label prints the exponent as an integer
+    exponent_is_int = 2,      // the '**' label prints the exponent as an integer
 };
 
 // Note [Ownership]
@@ -30,31 +29,26 @@ struct Node {
     double data;
     double grad;
     union {
-        Node* pair[2];  // operands of built-in ops; a custom node's first two children
+        Node* pair[2];  // up to two children: the operands of a built-in op
         struct {
             Node* base;
             double exponent;
         } pow;
-        struct {
-            Node** items;
-            std::uint32_t count;
-        } list;  // a custom node's children when children_on_heap
+        Node** list;  // more than two children (a custom node made from Python)
     } operands;
     void* handle;        // the owning Python object, if any
     std::uint64_t mark;  // the traversal that last visited this node
     std::uint32_t refs;
+    std::uint32_t count;  // number of children
     Op op;
-    std::uint8_t arity;  // children stored inline in operands.pair
     std::uint8_t flags;
 };
 
-static_assert(sizeof(Node) <= 64, "a node must stay within a cache line");
+static_assert(sizeof(Node) <= 64, "a node must fit in a cache line");
 
-inline std::uint32_t child_count(const Node* n) {
-    return (n->flags & children_on_heap) ? n->operands.list.count : n->arity;
-}
+inline std::uint32_t child_count(const Node* n) { return n->count; }
 inline Node* const* children(const Node* n) {
-    return (n->flags & children_on_heap) ? n->operands.list.items : n->operands.pair;
+    return n->count <= 2 ? n->operands.pair : n->operands.list;
 }
 
 // Set once by the binding. The engine calls them only for nodes that have a handle.

@@ -50,6 +50,8 @@ Status py_pow(double iv, double iw, double* out) {
         negate = is_odd_integer(iw);
     }
     if (iv == 1.0) return *out = negate ? -1.0 : 1.0, Status::ok;
+    // x**1 is x: libm's pow is exact when the result is representable, so skip the call.
+    if (iw == 1.0) return *out = negate ? -iv : iv, Status::ok;
 
     errno = 0;
     double ix = std::pow(iv, iw);

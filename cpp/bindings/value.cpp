@@ -419,9 +419,11 @@ PyObject* value_sub(PyObject* a, PyObject* b) {
     if (is_value(a)) {
         if (is_value(b)) return add_negated(node_of(a), node_of(b));
         if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
-        if (PyFloat_Check(b) || PyLong_Check(b)) {
+        if (PyFloat_Check(b)) {
+            c = -PyFloat_AS_DOUBLE(b);
+        } else if (PyLong_Check(b)) {
             if (!to_double(b, &c)) return nullptr;
-            c = -c;  // negation is exact, so -float(b) is float(-b)
+            c = 0.0 - c;  // float(-b): exact, and an int has no -0
         } else {
             PyObject* negated = PyNumber_Negative(b);
             if (!negated) return nullptr;
@@ -516,7 +518,9 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
     PyObject* out = to_python_owned(n);
     if (!out || label_is_lazy) return out;
     // Any other exponent (bool, numpy scalar, huge int): keep f'**{other}' as Python prints it.
-    PyObject* label = PyUnicode_FromFormat("**%S", b);
+    PyObject* formatted = PyObject_Format(b, nullptr);
+    PyObject* label = formatted ? PyUnicode_FromFormat("**%U", formatted) : nullptr;
+    Py_XDECREF(formatted);
     if (!label || store(out, str_op, label) < 0) {
         Py_XDECREF(label);
         Py_DECREF(out);
