@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fused.hpp"
+#include "optim.hpp"
 #include "value.hpp"
 
 namespace py = pybind11;
@@ -47,7 +48,9 @@ PYBIND11_MODULE(_core, m) {
     for (const char* name : {"__copy__", "__deepcopy__", "__reduce_ex__"}) {
         value.attr(name) = pure.attr(name);
     }
-    if (python::add_fused_functions(m.ptr()) < 0) throw py::error_already_set();
+    if (python::add_fused_functions(m.ptr()) < 0 || python::add_optimizer_functions(m.ptr()) < 0) {
+        throw py::error_already_set();
+    }
     m.def("topological_order", &topological_order_of, py::arg("root"),
           "Nodes under root, children before parents, in the order backward() visits them "
           "reversed.");
