@@ -152,7 +152,46 @@ PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
+// The forward of one neuron object: its w, b and nonlin attributes, as Neuron.__call__ reads them.
+PyObject* neuron_object_forward(PyObject* neuron, PyObject* x) {
+    PyObject* w = PyObject_GetAttrString(neuron, "w");
+    PyObject* b = w ? PyObject_GetAttrString(neuron, "b") : nullptr;
+    PyObject* nonlin = b ? PyObject_GetAttrString(neuron, "nonlin") : nullptr;
+    PyObject* out = nullptr;
+    if (nonlin) {
+        PyObject* args[] = {w, b, x, nonlin};
+        out = fused_neuron(nullptr, args, 4);
+    }
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(nonlin);
+    return out;
+}
+
+// layer(neurons, x): [n(x) for n in neurons] for micrograd's Neuron objects, in one call.
+PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "layer(neurons, x) takes 2 arguments");
+        return nullptr;
+    }
+    PyObject* neurons = PySequence_Fast(args[0], "layer() takes a sequence of neurons");
+    if (!neurons) return nullptr;
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(neurons);
+    PyObject* out = PyList_New(count);
+    for (Py_ssize_t i = 0; out && i < count; ++i) {
+        PyObject* y = neuron_object_forward(PySequence_Fast_GET_ITEM(neurons, i), args[1]);
+        if (!y) Py_CLEAR(out);
+        if (out) PyList_SET_ITEM(out, i, y);
+    }
+    Py_DECREF(neurons);
+    return out;
+}
+
 PyMethodDef fused_methods[] = {
+    {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_layer)),
+     METH_FASTCALL,
+     "layer(neurons, x)\n--\n\n[neuron(x) for neuron in neurons] for micrograd Neurons, in one "
+     "call."},
     {"sum", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_sum)), METH_FASTCALL,
      "sum(values, start=0)\n--\n\nPython's sum(values, start), building the same nodes in one "
      "call."},
