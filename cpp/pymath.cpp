@@ -21,6 +21,23 @@ Status math_1_verdict(double x, double r, bool can_overflow) {
     return Status::ok;
 }
 
+// A negative base to a fractional power: Python computes a complex number (complex_pow, with
+// _Py_c_pow's formula), which micrograd-cpp refuses. Python raises OverflowError first when
+// that number overflows, so check for that the same way.
+Status complex_verdict(double iv, double iw) {
+    errno = 0;
+    const double length = std::pow(-iv, iw);
+    const double phase = std::atan2(0.0, iv) * iw;
+    const double re = length * std::cos(phase);
+    const double im = length * std::sin(phase);
+    if (std::isinf(re) || std::isinf(im)) {  // _Py_ADJUST_ERANGE2
+        if (errno == 0) errno = ERANGE;
+    } else if (errno == ERANGE) {
+        errno = 0;
+    }
+    return errno == ERANGE ? Status::complex_overflow : Status::complex_power;
+}
+
 }  // namespace
 
 Status py_pow(double iv, double iw, double* out) {
@@ -45,7 +62,7 @@ Status py_pow(double iv, double iw, double* out) {
     }
     bool negate = false;
     if (iv < 0.0) {
-        if (iw != std::floor(iw)) return Status::complex_power;
+        if (iw != std::floor(iw)) return complex_verdict(iv, iw);
         iv = -iv;
         negate = is_odd_integer(iw);
     }

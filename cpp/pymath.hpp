@@ -17,6 +17,7 @@ enum class Status : std::uint8_t {
     pow_out_of_range,        // OverflowError: [Errno 34] Numerical result out of range
     pow_domain_error,        // ValueError: [Errno 33] Numerical argument out of domain
     complex_power,           // ValueError where Python would return a complex number
+    complex_overflow,        // OverflowError: complex exponentiation
     math_range_error,        // OverflowError: math range error
     math_domain_error,       // ValueError: math domain error
     division_by_zero,        // ZeroDivisionError: float division by zero

@@ -45,12 +45,16 @@ Status run_python_backward(Node* n) {
 // ---------------------------------------------------------------------------------------------
 // Objects
 
+// Note [Cycle collection]
+// Values support the cyclic garbage collector only where a cycle can pass through one: its
+// attribute dict (a micrograd-style custom op stores a closure over its own output there). A
+// Value is tracked from the moment it has a dict; the many Values made by operators have none
+// and cost the collector nothing.
 PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     PyObject* o;
     if (type == value_type) {
-        o = static_cast<PyObject*>(PyObject_Malloc(sizeof(ValueObject)));
-        if (!o) return PyErr_NoMemory();
-        PyObject_Init(o, type);
+        o = reinterpret_cast<PyObject*>(PyObject_GC_New(ValueObject, type));
+        if (!o) return nullptr;
     } else {
         o = type->tp_alloc(type, 0);
         if (!o) return nullptr;
@@ -62,9 +66,16 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     return o;
 }
 
+void track_if_it_has_a_dict(PyObject* self) {
+    if (as_value(self)->dict && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+}
+
 PyObject* dict_of(PyObject* self) {
     PyObject*& dict = as_value(self)->dict;
-    if (!dict) dict = PyDict_New();
+    if (!dict) {
+        dict = PyDict_New();
+        track_if_it_has_a_dict(self);
+    }
     return dict;
 }
 
@@ -162,8 +173,39 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     return 0;
 }
 
+int value_setattro(PyObject* self, PyObject* name, PyObject* value) {
+    int result = PyObject_GenericSetAttr(self, name, value);
+    track_if_it_has_a_dict(self);
+    return result;
+}
+
+PyObject* get_dict(PyObject* self, void* context) {
+    PyObject* dict = PyObject_GenericGetDict(self, context);
+    track_if_it_has_a_dict(self);
+    return dict;
+}
+
+int set_dict(PyObject* self, PyObject* value, void* context) {
+    int result = PyObject_GenericSetDict(self, value, context);
+    track_if_it_has_a_dict(self);
+    return result;
+}
+
+int value_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(as_value(self)->dict);
+    Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
+    return 0;
+}
+
+int value_clear(PyObject* self) {
+    Py_CLEAR(as_value(self)->dict);
+    if (Node* n = as_value(self)->node) n->flags &= static_cast<std::uint8_t>(~has_python_backward);
+    return 0;
+}
+
 void value_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
     Py_CLEAR(as_value(self)->dict);
     if (Node* n = as_value(self)->node) {
         // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
@@ -299,7 +341,7 @@ PyGetSetDef value_getset[] = {
     {"_children", get_children, nullptr, "the operands in order", nullptr},
     {"_op", get_op, set_op, "the op that produced this node", nullptr},
     {"_backward", get_backward, set_backward, "this node's local chain rule", nullptr},
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {"__dict__", get_dict, set_dict, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -545,6 +587,9 @@ PyType_Slot value_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(value_new)},
     {Py_tp_init, reinterpret_cast<void*>(value_init)},
     {Py_tp_dealloc, reinterpret_cast<void*>(value_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(value_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(value_clear)},
+    {Py_tp_setattro, reinterpret_cast<void*>(value_setattro)},
     {Py_tp_repr, reinterpret_cast<void*>(value_repr)},
     {Py_tp_getset, value_getset},
     {Py_tp_members, value_members},
@@ -562,7 +607,7 @@ PyType_Spec value_spec = {
     "micrograd_cpp.engine.Value",
     sizeof(ValueObject),
     0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     value_slots,
 };
 
@@ -608,6 +653,9 @@ void set_error(Status status) {
         case Status::complex_power:
             PyErr_SetString(PyExc_ValueError,
                             "negative number cannot be raised to a fractional power");
+            return;
+        case Status::complex_overflow:
+            PyErr_SetString(PyExc_OverflowError, "complex exponentiation");
             return;
         case Status::math_range_error:
             PyErr_SetString(PyExc_OverflowError, "math range error");
