@@ -1,0 +1,43 @@
+"""Fixtures shared by the tests: each engine test runs on the C++ backend and on the oracle."""
+
+import importlib
+import os
+import warnings
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=40, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKENDS = ("cpp", "pure")
+MODULES = {"cpp": "micrograd_cpp._core", "pure": "micrograd_cpp.pure.engine"}
+
+
+def load_value(name):
+    """The Value class of backend `name`; a missing C++ extension fails the cpp tests loudly.
+
+    Importing either module imports the package, which warns when it falls back to the pure
+    backend for want of the extension: the oracle must stay testable then.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return importlib.import_module(MODULES[name]).Value
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def backend(backend_name):
+    """The Value class under test."""
+    return load_value(backend_name)
+
+
+@pytest.fixture(scope="session")
+def backends():
+    """(C++ Value, oracle Value), for tests that compare the two bit for bit."""
+    return load_value("cpp"), load_value("pure")
