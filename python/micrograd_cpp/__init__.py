@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .engine import BACKEND, Value
+from .ops import dot, sum
 
 
 def install_as_micrograd():
@@ -16,4 +17,4 @@ def install_as_micrograd():
     sys.modules["micrograd.nn"] = nn
 
 
-__all__ = ["BACKEND", "Value", "__version__", "install_as_micrograd"]
+__all__ = ["BACKEND", "Value", "__version__", "dot", "install_as_micrograd", "sum"]

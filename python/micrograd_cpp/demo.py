@@ -1,0 +1,239 @@
+"""micrograd's demo.ipynb as a program: an MLP learns the two moons (python -m micrograd_cpp).
+
+The model, data, loss and the notebook's SGD schedule are the notebook's, so with the default
+seed the run reproduces it step for step; the pure backend is timed on the same steps for the
+speed-up, and its losses are checked to be the very same floats.
+"""
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import losses, optim
+from .datasets import make_moons
+from .pure import nn as pure_nn
+
+BACKENDS = ("cpp", "pure")
+
+
+def cpp_available():
+    from . import ops
+
+    return ops._CppValue is not None
+
+
+def nn_module(backend):
+    """micrograd_cpp.nn for 'cpp' (it must be the active engine); the oracle's nn for 'pure'."""
+    if backend == "pure":
+        return pure_nn
+    if not cpp_available():
+        raise RuntimeError(
+            "the C++ backend is not active (the extension is not built, or "
+            "MICROGRAD_CPP_BACKEND=pure is set): use --backend pure"
+        )
+    from . import nn
+
+    return nn
+
+
+def setup(backend="cpp", seed=1337, n_samples=100):
+    """The notebook's start: seeds, the moons (y in {-1, 1}) and MLP(2, [16, 16, 1])."""
+    np.random.seed(seed)
+    random.seed(seed)
+    X, y = make_moons(n_samples, noise=0.1, seed=seed)
+    model = nn_module(backend).MLP(2, [16, 16, 1])
+    return model, X, y
+
+
+def learning_rate(k, steps):
+    """The notebook's schedule, 1.0 - 0.9*k/100, stretched when there are more than 100 steps."""
+    return 1.0 - 0.9 * k / max(steps, 100)
+
+
+def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None):
+    """The notebook's loop; returns the (loss, accuracy) of each step, measured before its update.
+
+    The learning rate follows learning_rate(k, horizon), horizon defaulting to steps: a shorter
+    run with the horizon of a longer one replays that run's first steps.
+
+    optimizer 'sgd' is the notebook's `p.data -= learning_rate * p.grad` (optim.SGD performs
+    exactly that arithmetic, in one call per step on C++); 'adamw' is optim.AdamW with the same
+    schedule scaled to lr 0.05 (no weight decay: the loss has its own L2 term).
+    """
+    if optimizer == "sgd":
+        opt, lr0 = optim.SGD(model.parameters(), lr=1.0), 1.0
+    elif optimizer == "adamw":
+        opt, lr0 = optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.0), 0.05
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', not {optimizer!r}")
+    history, horizon = [], steps if horizon is None else horizon
+    for k in range(steps):
+        # forward
+        total_loss, acc = losses.svm_loss(model, X, y)
+        # backward
+        model.zero_grad()
+        total_loss.backward()
+        # update
+        opt.lr = lr0 * learning_rate(k, horizon)
+        opt.step()
+        history.append((total_loss.data, acc))
+        if on_step is not None:
+            on_step(k, total_loss.data, acc)
+    return history
+
+
+def run(steps=100, seed=1337, backend="cpp", optimizer="sgd", on_step=None, horizon=None):
+    """Set up and train; returns (model, X, y, history, seconds spent training)."""
+    model, X, y = setup(backend, seed)
+    start = time.perf_counter()
+    history = train(model, X, y, steps, optimizer, on_step, horizon)
+    return model, X, y, history, time.perf_counter() - start
+
+
+def plot_decision_boundary(model, X, y, path):
+    """The notebook's last cell: the model's decision regions and the data, saved to path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Value = type(model.parameters()[0])
+    h = 0.25
+    x_min, x_max = X[:, 0].min() - 1, X[:, 0].max() + 1
+    y_min, y_max = X[:, 1].min() - 1, X[:, 1].max() + 1
+    xx, yy = np.meshgrid(np.arange(x_min, x_max, h), np.arange(y_min, y_max, h))
+    Xmesh = np.c_[xx.ravel(), yy.ravel()]
+    inputs = [list(map(Value, xrow)) for xrow in Xmesh]
+    scores = list(map(model, inputs))
+    Z = np.array([s.data > 0 for s in scores]).reshape(xx.shape)
+    fig = plt.figure()
+    plt.contourf(xx, yy, Z, cmap=plt.cm.Spectral, alpha=0.8)
+    plt.scatter(X[:, 0], X[:, 1], c=y, s=40, cmap=plt.cm.Spectral)
+    plt.xlim(xx.min(), xx.max())
+    plt.ylim(yy.min(), yy.max())
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def draw_neuron(model, X, path):
+    """One neuron of the first layer on the first data point, drawn by viz.draw_dot.
+
+    The image format follows path's suffix. Returns the file written: path, or, when Graphviz's
+    `dot` program is missing (or path ends in .dot), the DOT source as path with suffix .dot.
+    """
+    import graphviz
+
+    from .viz import draw_dot
+
+    path = Path(path)
+    neuron = model.layers[0].neurons[0]
+    Value = type(neuron.b)
+    out = neuron([Value(x) for x in X[0]])
+    out.backward()
+    fmt = path.suffix.lstrip(".") or "svg"
+    dot = draw_dot(out, format=fmt)
+    if fmt != "dot":
+        try:
+            path.write_bytes(dot.pipe(format=fmt))
+            return path
+        except graphviz.ExecutableNotFound:
+            pass
+    source = path.with_suffix(".dot")
+    source.write_text(dot.source)
+    return source
+
+
+def _missing(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return True
+    return False
+
+
+def _progress(steps, backend):
+    """(on_step callback, close): a tqdm bar when tqdm is installed, else a line per step."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+
+        def on_step(k, loss, acc):
+            print(f"step {k} loss {loss}, accuracy {acc * 100}%", flush=True)
+
+        return on_step, lambda: None
+    bar = tqdm(total=steps, desc=f"training ({backend})", unit="step")
+
+    def on_step(k, loss, acc):
+        bar.set_postfix_str(f"loss {loss:.6f}, accuracy {acc * 100:.1f}%", refresh=False)
+        bar.update()
+
+    return on_step, bar.close
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m micrograd_cpp",
+        description="Train micrograd's demo MLP on the two moons and time it against pure Python.",
+    )
+    parser.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
+    parser.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="engine (default: cpp when available, else pure)"
+    )
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument("--plot", metavar="FILE.png", help="save the decision boundary")
+    parser.add_argument("--dot", metavar="FILE.svg", help="draw one neuron's graph")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    if args.plot and _missing("matplotlib"):
+        parser.error("--plot needs matplotlib: pip install micrograd-cpp[plot]")
+    if args.dot and _missing("graphviz"):
+        parser.error("--dot needs the graphviz package: pip install micrograd-cpp[viz]")
+    backend = args.backend or ("cpp" if cpp_available() else "pure")
+    if backend == "cpp" and not cpp_available():
+        parser.error(
+            "the C++ backend is not available (extension not built, or "
+            "MICROGRAD_CPP_BACKEND=pure is set): use --backend pure"
+        )
+
+    on_step, close = _progress(args.steps, backend)
+    model, X, y, history, seconds = run(args.steps, args.seed, backend, args.optimizer, on_step)
+    close()
+    _, accuracy = losses.svm_loss(model, X, y)  # history holds each step's, before its update
+    print(f"final accuracy {accuracy * 100:.1f}% (loss {history[-1][0]:.6g} at the last step)")
+    per_step = seconds / args.steps
+    print(f"{backend}: {seconds:.3f} s for {args.steps} steps, {per_step * 1e3:.2f} ms/step")
+
+    status = 0
+    if backend == "cpp":
+        n = min(args.steps, 5)
+        *_, pure_history, pure_seconds = run(n, args.seed, "pure", args.optimizer, None, args.steps)
+        same = pure_history == history[:n]
+        status = 0 if same else 1
+        print(
+            f"pure: {pure_seconds / n * 1e3:.1f} ms/step over the first {n} steps, losses "
+            f"{'identical' if same else 'DIFFERENT'}: C++ speed-up "
+            f"{pure_seconds / n / per_step:.1f}x"
+        )
+    if args.plot:
+        plot_decision_boundary(model, X, y, args.plot)
+        print(f"decision boundary saved to {args.plot}")
+    if args.dot:
+        written = draw_neuron(model, X, args.dot)
+        if written == Path(args.dot):
+            print(f"neuron graph saved to {written}")
+        else:
+            print(
+                f"neuron graph: Graphviz's `dot` program is not installed, so it was not "
+                f"rendered; its DOT source is in {written}"
+            )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Losses from the micrograd demos, building micrograd's graphs with fused sums (see ops)."""
+
+from . import engine, ops
+
+
+def svm_loss(model, X, y, alpha=1e-4):
+    """The max-margin loss of micrograd's demo.ipynb, with L2 regularisation: (loss, accuracy).
+
+    Each row of X is wrapped in Values (of the model's Value class) and scored by the model;
+    labels y are -1 or 1. The loss is mean(relu(1 - y*score)) + alpha * sum(p*p) over the
+    model's parameters, built node for node as the notebook builds it; accuracy is the fraction
+    of scores with the sign of their label.
+    """
+    params = model.parameters()
+    Value = type(params[0]) if params else engine.Value
+    inputs = [list(map(Value, xrow)) for xrow in X]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    data_loss = ops.sum(losses) * (1.0 / len(losses))
+    reg_loss = alpha * ops.dot(params, params)  # sum((p*p for p in model.parameters()))
+    total_loss = data_loss + reg_loss
+    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    return total_loss, float(sum(accuracy) / len(accuracy))
+
+
+def mse(preds, targets):
+    """Mean squared error: sum((p - t)**2 for p, t in zip(preds, targets)) * (1.0 / n).
+
+    preds are Values (or numbers), targets numbers or Values; both of length n > 0.
+    """
+    preds, targets = list(preds), list(targets)
+    if len(preds) != len(targets) or not preds:
+        raise ValueError(f"mse needs as many targets as preds, got {len(preds)} and {len(targets)}")
+    return ops.sum([(p - t) ** 2 for p, t in zip(preds, targets)]) * (1.0 / len(preds))
+
+
+def cross_entropy(logits, target):
+    """Negative log-likelihood of class `target` under softmax(logits), as EurekaLabs writes it.
+
+    -log(exp(logits[target]) / sum(exp(x) for x in logits)), without subtracting the max
+    first: exp overflows for logits above ~709, as in EurekaLabsAI/micrograd.
+    """
+    ex = [x.exp() for x in logits]
+    denom = ops.sum(ex)
+    # EurekaLabs normalises every probability; only the target's is part of the loss graph
+    return -(ex[target] / denom).log()

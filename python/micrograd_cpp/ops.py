@@ -1,0 +1,90 @@
+"""Fused reductions: the loops of micrograd's nn and losses, in one call on the C++ backend.
+
+Each function builds exactly the nodes the plain Python line in its docstring builds, in the
+same order, so results are identical to the oracle's. On C++ Values it is one call into the
+extension; on anything else (pure Values, plain numbers, a build without the function) it runs
+that Python line.
+"""
+
+import builtins
+
+from . import engine
+
+# The C++ Value class when it is the active backend, else None.
+if engine.BACKEND == "cpp":
+    from . import _core
+
+    _CppValue = _core.Value
+else:
+    _core = _CppValue = None
+
+
+def _fused(name):
+    """The extension's function of that name, if the C++ backend is active and provides it."""
+    return getattr(_core, name, None)
+
+
+_core_neuron, _core_layer = _fused("neuron"), _fused("layer")
+_core_sum, _core_dot = _fused("sum"), _fused("dot")
+
+
+_EMPTY = object()
+
+
+def _first(xs):
+    """(first item or _EMPTY, an iterable of all of xs): a generator is read once, lazily."""
+    if isinstance(xs, (list, tuple)):
+        return (xs[0] if xs else _EMPTY), xs
+    it = iter(xs)
+    for x in it:
+        return x, _chain(x, it)
+    return _EMPTY, ()
+
+
+def _chain(x, it):
+    yield x
+    yield from it
+
+
+def neuron(w, b, x, nonlin):
+    """micrograd's Neuron forward:
+
+        act = sum((wi*xi for wi, xi in zip(w, x)), b)
+        return act.relu() if nonlin else act
+
+    Numbers in x become fresh leaves, as wi*xi makes them.
+    """
+    if _core_neuron is not None and type(b) is _CppValue:
+        return _core_neuron(w, b, x, nonlin)
+    act = builtins.sum((wi * xi for wi, xi in zip(w, x)), b)
+    return act.relu() if nonlin else act
+
+
+def layer(neurons, x):
+    """A Layer's outputs, [neuron(n.w, n.b, x, n.nonlin) for n in neurons], in one call on C++.
+
+    neurons are micrograd Neurons (anything with w, b and nonlin); x is iterated once per neuron.
+    """
+    if _core_layer is not None and neurons and type(neurons[0].b) is _CppValue:
+        return _core_layer(neurons, x)
+    return [neuron(n.w, n.b, x, n.nonlin) for n in neurons]
+
+
+def sum(values, start=0):
+    """Python's sum: result = start, then result = result + v for each v in values."""
+    if _core_sum is not None:
+        first, values = _first(values)
+        if type(first) is _CppValue or type(start) is _CppValue:
+            return _core_sum(values, start)
+    return builtins.sum(values, start)
+
+
+def dot(a, b, start=0):
+    """sum((ai*bi for ai, bi in zip(a, b)), start): the products and sums in that order."""
+    if _core_dot is not None:
+        a0, a = _first(a)
+        if a0 is not _EMPTY:  # zip(a, b) reads b only after an item of a
+            b0, b = _first(b)
+            if _CppValue in (type(a0), type(b0), type(start)):
+                return _core_dot(a, b, start)
+    return builtins.sum((ai * bi for ai, bi in zip(a, b)), start)

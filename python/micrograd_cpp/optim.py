@@ -1,0 +1,94 @@
+"""SGD and AdamW over a list of Values, with torch.optim's conventions and arithmetic.
+
+The Python loops below are the specification: the same float operations, in the same order, as
+torch's single-tensor implementations on CPU. torch rounds some a + alpha*b once (a fused
+multiply-add) where these loops round twice, so results agree with torch to an ulp or so per
+step, not always bit for bit. On the C++ backend a step is one call into the extension when it
+provides sgd_step / adamw_step, which must give exactly what these loops give.
+
+`lr` is a plain attribute: change it between steps to follow a schedule.
+"""
+
+import math
+
+from . import ops
+
+
+class _Optimizer:
+    def __init__(self, params, lr):
+        self.params = list(params)
+        self.lr = lr
+        self.t = 0  # steps taken
+        cpp = ops._CppValue is not None and all(type(p) is ops._CppValue for p in self.params)
+        self._core_step = ops._fused(self._core_name) if cpp else None
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = 0.0
+
+
+class SGD(_Optimizer):
+    """torch.optim.SGD(params, lr, momentum, weight_decay) with dampening 0, nesterov False.
+
+    g = grad + weight_decay*p;  b = g on the first step, else momentum*b + g;  p = p - lr*b
+    (without momentum, p = p - lr*g: the demo notebook's `p.data -= lr * p.grad`).
+    """
+
+    _core_name = "sgd_step"
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.buf = [0.0] * len(self.params)  # momentum buffers
+
+    def step(self):
+        self.t += 1
+        if self._core_step is not None:
+            args = (self.lr, self.momentum, self.weight_decay)
+            self._core_step(self.params, self.buf, self.t, *args)
+            return
+        lr, mu, wd, buf = self.lr, self.momentum, self.weight_decay, self.buf
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if wd != 0:
+                g = g + wd * p.data
+            if mu != 0:
+                g = buf[i] = g if self.t == 1 else buf[i] * mu + g
+            p.data = p.data - lr * g
+
+
+class AdamW(_Optimizer):
+    """torch.optim.AdamW(params, lr, betas, eps, weight_decay) (amsgrad False).
+
+    p = p * (1 - lr*wd);  m = lerp(m, g, 1 - beta1);  v = v*beta2 + (1 - beta2)*g*g;
+    p = p - lr/(1 - beta1**t) * m / (sqrt(v) / (1 - beta2**t)**0.5 + eps)
+    """
+
+    _core_name = "adamw_step"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr)
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        self.m = [0.0] * len(self.params)  # first moments
+        self.v = [0.0] * len(self.params)  # second moments
+
+    def step(self):
+        self.t += 1
+        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
+        if self._core_step is not None:
+            self._core_step(self.params, self.m, self.v, self.t, lr, beta1, beta2, eps, wd)
+            return
+        t = float(self.t)
+        step_size = lr / (1 - beta1**t)
+        bias_correction2_sqrt = (1 - beta2**t) ** 0.5  # a pow, as torch computes it, not sqrt
+        decay, w = 1 - lr * wd, 1 - beta1
+        m, v = self.m, self.v
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if wd != 0:
+                p.data = p.data * decay
+            # torch's lerp, which switches formula at weight 0.5 for accuracy
+            m[i] = m[i] + w * (g - m[i]) if abs(w) < 0.5 else g - (g - m[i]) * (1 - w)
+            v[i] = v[i] * beta2 + (1 - beta2) * g * g
+            denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps
+            p.data = p.data + -step_size * m[i] / denom

@@ -1,0 +1,68 @@
+"""Drawing a Value's graph, as micrograd's trace_graph.ipynb does, without recursion.
+
+draw_dot needs the optional graphviz package (pip install micrograd-cpp[viz]); rendering the
+returned Digraph to an image also needs Graphviz's `dot` program.
+"""
+
+
+def _children(v):
+    """A node's operands: in order where the Value keeps them, else micrograd's set `_prev`."""
+    kids = getattr(v, "_children", None)
+    return v._prev if kids is None else kids
+
+
+def _walk(root):
+    """(nodes, edges) under root in a reproducible order; an edge is (child, parent)."""
+    nodes, edges, seen = [], [], {id(root)}
+    stack = [root]
+    while stack:
+        v = stack.pop()
+        nodes.append(v)
+        for child in _children(v):
+            edges.append((child, v))
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return nodes, edges
+
+
+def trace(root):
+    """The set of nodes under root and the set of edges (child, parent) between them."""
+    nodes, edges = _walk(root)
+    return set(nodes), set(edges)
+
+
+def _escape(text):
+    for c in "\\{}|<>":
+        text = text.replace(c, "\\" + c)
+    return text
+
+
+def draw_dot(root, format="svg", rankdir="LR"):
+    """The graph under root as a graphviz.Digraph: micrograd's trace_graph.ipynb picture.
+
+    Each Value is a record `{ data %.4f | grad %.4f }` (with its label first if it has one);
+    each operation is a small node, e.g. '+', feeding the Value it produced.
+    format: png | svg | ...;  rankdir: LR (left to right) | TB (top to bottom).
+    """
+    try:
+        from graphviz import Digraph
+    except ImportError as e:
+        raise ImportError(
+            "draw_dot needs the graphviz package: pip install micrograd-cpp[viz]"
+        ) from e
+    if rankdir not in ("LR", "TB"):
+        raise ValueError(f"rankdir must be 'LR' or 'TB', not {rankdir!r}")
+    nodes, edges = _walk(root)
+    dot = Digraph(format=format, graph_attr={"rankdir": rankdir})
+    for n in nodes:
+        uid, label = str(id(n)), getattr(n, "label", "")
+        fields = f"data {n.data:.4f} | grad {n.grad:.4f}"
+        record = f"{{ {_escape(label)} | {fields} }}" if label else f"{{ {fields} }}"
+        dot.node(name=uid, label=record, shape="record")
+        if n._op:
+            dot.node(name=uid + n._op, label=n._op)
+            dot.edge(uid + n._op, uid)
+    for n1, n2 in dict.fromkeys(edges):  # an operand used twice (x*x) is drawn once
+        dot.edge(str(id(n1)), str(id(n2)) + n2._op)
+    return dot

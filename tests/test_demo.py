@@ -1,0 +1,243 @@
+"""The demo (python -m micrograd_cpp) replays micrograd's demo.ipynb, exactly, on both backends."""
+
+import gc
+import math
+import os
+import random
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
+    warnings.simplefilter("ignore", RuntimeWarning)
+    from micrograd_cpp import demo, losses
+    from micrograd_cpp.datasets import make_moons
+    from micrograd_cpp.pure import nn as pure_nn
+    from micrograd_cpp.pure.engine import Value as PureValue
+
+STEPS = 20
+# demo.ipynb's output: `step k loss ..., accuracy ...%` for k = 0..19, and k = 99
+NOTEBOOK_LOSSES = [
+    0.8958441028683222, 1.7235905336972022, 0.7429006313851131, 0.7705641260584198,
+    0.3692793385976538, 0.313545481918522, 0.2814234349772435, 0.26888733313983904,
+    0.2567147286057417, 0.2704862551637922, 0.24507023853658053, 0.2509905529791503,
+    0.21560951851922952, 0.23090378446402726, 0.20152151227899445, 0.22574506279282217,
+    0.19447987596204114, 0.21089496199246363, 0.159830773563036, 0.1845374874688392,
+]  # fmt: skip
+NOTEBOOK_ACCURACIES = [
+    50,
+    81,
+    77,
+    82,
+    84,
+    86,
+    89,
+    91,
+    91,
+    91,
+    91,
+    92,
+    91,
+    93,
+    92,
+    93,
+    92,
+    93,
+    94,
+    93,
+]
+NOTEBOOK_LAST_LOSS = 0.010978370135492717
+
+
+def cpp_nn():
+    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
+    from micrograd_cpp import demo, nn
+
+    if not demo.cpp_available():
+        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
+            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
+        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
+    return nn
+
+
+def notebook(MLP, Value, steps=STEPS):
+    """demo.ipynb's cells, verbatim but for the classes passed in: (history, final parameters)."""
+    np.random.seed(1337)
+    random.seed(1337)
+    X, y = make_moons(n_samples=100, noise=0.1, seed=None)  # numpy's global state, as sklearn
+    # Python floats: the same doubles, but upstream's Values would compute in slow numpy scalars
+    X, y = X.tolist(), y.tolist()
+    model = MLP(2, [16, 16, 1])
+
+    def loss(batch_size=None):
+        Xb, yb = X, y
+        inputs = [list(map(Value, xrow)) for xrow in Xb]
+        scores = list(map(model, inputs))
+        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores)]
+        data_loss = sum(losses) * (1.0 / len(losses))
+        alpha = 1e-4
+        reg_loss = alpha * sum(p * p for p in model.parameters())
+        total_loss = data_loss + reg_loss
+        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores)]
+        return total_loss, sum(accuracy) / len(accuracy)
+
+    history = []
+    gc.disable()  # upstream's nodes are reference cycles: free them once a step, not rescan them
+    try:
+        for k in range(steps):
+            total_loss, acc = loss()
+            model.zero_grad()
+            total_loss.backward()
+            learning_rate = 1.0 - 0.9 * k / 100
+            for p in model.parameters():
+                p.data -= learning_rate * p.grad
+            history.append((total_loss.data, acc))
+            del total_loss
+            gc.collect()
+    finally:
+        gc.enable()
+    return history, [p.data for p in model.parameters()]
+
+
+@pytest.fixture(scope="module")
+def oracle_run():
+    """The notebook on the pure-Python oracle."""
+    return notebook(pure_nn.MLP, PureValue)
+
+
+@pytest.fixture(scope="module")
+def upstream_run():
+    """The notebook on upstream micrograd, when installed."""
+    upstream = pytest.importorskip("micrograd.nn")
+    return notebook(upstream.MLP, upstream.Value)
+
+
+@pytest.fixture(scope="module", params=["cpp", "pure"])
+def demo_run(request):
+    """demo.run for 20 steps: (history, final parameters)."""
+    if request.param == "cpp":
+        cpp_nn()
+    model, _, _, history, _ = demo.run(STEPS, backend=request.param)
+    return history, [p.data for p in model.parameters()]
+
+
+def test_twenty_steps_equal_the_oracles_exactly(demo_run, oracle_run):
+    assert demo_run == oracle_run
+
+
+def test_twenty_steps_match_upstream_micrograd(demo_run, upstream_run):
+    history, params = upstream_run
+    assert len(demo_run[0]) == len(history) and len(demo_run[1]) == len(params)
+    for (loss, acc), (ref_loss, ref_acc) in zip(demo_run[0], history):
+        assert math.isclose(loss, ref_loss, rel_tol=1e-9) and acc == ref_acc
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(demo_run[1], params))
+
+
+def test_twenty_steps_reproduce_the_notebooks_output(demo_run):
+    losses_, accuracies = zip(*demo_run[0])
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(losses_, NOTEBOOK_LOSSES))
+    assert [round(a * 100) for a in accuracies] == NOTEBOOK_ACCURACIES
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_hundred_steps_reach_full_training_accuracy(optimizer):
+    """The demo's promise, on the C++ backend (the oracle needs about a minute for it)."""
+    cpp_nn()
+    model, X, y, history, _ = demo.run(100, backend="cpp", optimizer=optimizer)
+    assert history[-1][1] == 1.0 and losses.svm_loss(model, X, y)[1] == 1.0
+    if optimizer == "sgd":
+        assert math.isclose(history[-1][0], NOTEBOOK_LAST_LOSS, rel_tol=1e-9)
+
+
+def test_learning_rate_schedule():
+    assert [demo.learning_rate(k, 20) for k in (0, 10)] == [1.0, 1.0 - 0.9 * 10 / 100]
+    assert demo.learning_rate(99, 100) == 1.0 - 0.9 * 99 / 100
+    assert demo.learning_rate(299, 300) == 1.0 - 0.9 * 299 / 300 > 0  # stretched, stays positive
+
+
+def test_a_shorter_run_replays_a_longer_ones_first_steps():
+    """With the longer run's horizon, as the demo times the pure backend."""
+    cpp_nn()
+    longer = demo.run(4, backend="cpp", horizon=300)[3]
+    assert demo.run(3, backend="cpp", horizon=300)[3] == longer[:3]
+    assert demo.run(3, backend="cpp")[3][2] != longer[2]  # another schedule from step 1 on
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="optimizer"):
+        demo.train(pure_nn.MLP(2, [1]), [[0.0, 0.0]], [1], 1, optimizer="adam")
+
+
+def cli(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "micrograd_cpp", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_cli_pure(tmp_path):
+    result = cli(tmp_path, "--steps", "2", "--backend", "pure")
+    assert result.returncode == 0, result.stderr
+    assert "final accuracy" in result.stdout and "pure: " in result.stdout
+    assert "speed-up" not in result.stdout
+
+
+def test_cli_cpp_times_the_pure_backend(tmp_path):
+    cpp_nn()
+    result = cli(tmp_path, "--steps", "3", "--seed", "1337", "--backend", "cpp")
+    assert result.returncode == 0, result.stderr
+    assert "C++ speed-up" in result.stdout and "identical" in result.stdout
+
+
+def test_cli_adamw(tmp_path):
+    result = cli(tmp_path, "--steps", "2", "--optimizer", "adamw", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--plot", "moons.png")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_dot(tmp_path):
+    pytest.importorskip("graphviz")
+    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--dot", "neuron.svg")
+    assert result.returncode == 0, result.stderr
+    if (tmp_path / "neuron.svg").exists():  # Graphviz's dot program is installed
+        assert "<svg" in (tmp_path / "neuron.svg").read_text()
+    else:
+        assert "DOT source" in result.stdout
+        assert (tmp_path / "neuron.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("args", [["--steps", "0"], ["--backend", "gpu"], ["--optimizer", "x"]])
+def test_cli_rejects_bad_flags(tmp_path, args):
+    assert cli(tmp_path, *args).returncode == 2
+
+
+def test_progress_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert demo.main(["--steps", "2", "--backend", "pure"]) == 0
+    out = capsys.readouterr().out
+    assert f"step 0 loss {NOTEBOOK_LOSSES[0]}, accuracy 50.0%" in out and "step 1 loss" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "flag", "extra"),
+    [("matplotlib", "--plot", "plot"), ("graphviz", "--dot", "viz")],
+)
+def test_missing_optional_packages(monkeypatch, capsys, module, flag, extra):
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(SystemExit) as excinfo:
+        demo.main(["--steps", "1", "--backend", "pure", flag, "out.file"])
+    assert excinfo.value.code == 2
+    assert f"pip install micrograd-cpp[{extra}]" in capsys.readouterr().err

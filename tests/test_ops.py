@@ -1,0 +1,236 @@
+"""ops.neuron, ops.sum and ops.dot build exactly the graph of the Python line they replace."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
+    warnings.simplefilter("ignore", RuntimeWarning)
+    from micrograd_cpp import ops
+    from micrograd_cpp.pure.engine import Value as PureValue
+
+finite = st.floats(-1e3, 1e3, allow_nan=False)
+
+
+def graph(root):
+    """Every node under root as (op, data, grad, positions of its children), in a fixed order."""
+    order, index, stack = [], {}, [root]
+    while stack:
+        v = stack.pop()
+        if id(v) not in index:
+            index[id(v)] = len(order)
+            order.append(v)
+            stack.extend(reversed(v._children))
+    return [(v._op, v.data, v.grad, tuple(index[id(c)] for c in v._children)) for v in order]
+
+
+def same_graph(backend, fused, plain):
+    """fused(backend) and plain(PureValue) build a root; after backward the graphs are equal."""
+    out, ref = fused(backend), plain(PureValue)
+    out.backward()
+    ref.backward()
+    assert type(out) is backend
+    assert graph(out) == graph(ref)
+
+
+def plain_neuron(w, b, x, nonlin):
+    act = sum((wi * xi for wi, xi in zip(w, x)), b)
+    return act.relu() if nonlin else act
+
+
+@pytest.mark.parametrize("nonlin", [True, False])
+@given(w=st.lists(finite, min_size=1, max_size=6), x=st.lists(finite, max_size=6), b=finite)
+def test_neuron_is_micrograds_forward(backend, nonlin, w, x, b):
+    def make(neuron, numbers):
+        def build(V):
+            return neuron([V(v) for v in w], V(b), x if numbers else [V(v) for v in x], nonlin)
+
+        return build
+
+    for numbers in (False, True):
+        same_graph(backend, make(ops.neuron, numbers), make(plain_neuron, numbers))
+
+
+@pytest.mark.parametrize(
+    "x",
+    [[2.0, -3], [np.float64(2.0), np.int64(-3)], np.array([2.0, -3.0]), (2, np.float32(-3))],
+    ids=["numbers", "numpy-scalars", "ndarray", "tuple"],
+)
+def test_neuron_numbers_become_fresh_leaves(backend, x):
+    w, b = [backend(0.5), backend(-1.5)], backend(0.25)
+    out = ops.neuron(w, b, x, True)
+    out.backward()
+    wr, br = [PureValue(0.5), PureValue(-1.5)], PureValue(0.25)
+    ref = plain_neuron(wr, br, [float(v) for v in x], True)
+    ref.backward()
+    assert type(out) is backend and graph(out) == graph(ref)
+    assert [p.grad for p in [*w, b]] == [p.grad for p in [*wr, br]] == [2.0, -3.0, 1.0]
+
+
+class Neuron:
+    def __init__(self, w, b, nonlin):
+        self.w, self.b, self.nonlin = w, b, nonlin
+
+
+@given(
+    ws=st.lists(st.lists(finite, min_size=2, max_size=2), min_size=1, max_size=4),
+    x=st.lists(finite, min_size=2, max_size=2),
+)
+def test_layer_is_each_neurons_forward(backend, ws, x):
+    def make(forward):
+        def build(V):
+            xs = [V(v) for v in x]
+            neurons = [Neuron([V(v) for v in w], V(0.5), i % 2 == 0) for i, w in enumerate(ws)]
+            return sum(forward(neurons, xs), V(0.0))
+
+        return build
+
+    same_graph(
+        backend,
+        make(ops.layer),
+        make(lambda ns, xs: [plain_neuron(n.w, n.b, xs, n.nonlin) for n in ns]),
+    )
+
+
+def test_layer_edge_cases(backend):
+    w = [backend(1.0), backend(2.0)]
+    assert ops.layer([], [1.0, 2.0]) == []
+    twice = ops.layer([Neuron(w, backend(0.0), False)] * 2, iter([1.0, 2.0]))
+    assert [v.data for v in twice] == [5.0, 0.0]  # like [n(x) for n in ...]: one pass over x
+
+
+def test_neuron_shares_value_inputs(backend):
+    x = [backend(1.0), backend(2.0)]
+    outs = [ops.neuron([backend(0.5), backend(0.5)], backend(0.0), x, False) for _ in range(3)]
+    total = ops.sum(outs)
+    total.backward()
+    assert [v.grad for v in x] == [1.5, 1.5]
+
+
+@given(data=st.lists(finite, min_size=1, max_size=8), start=finite)
+def test_sum_is_pythons_sum(backend, data, start):
+    for s in (0, start, "a Value"):
+
+        def make(total, s=s):
+            def build(V):
+                return total([V(x) for x in data], V(start) if s == "a Value" else s)
+
+            return build
+
+        same_graph(backend, make(ops.sum), make(sum))
+        same_graph(backend, make(lambda vs, s: ops.sum(iter(vs), s)), make(sum))
+
+
+@given(data=st.lists(finite, min_size=1, max_size=8))
+def test_sum_of_a_generator(backend, data):
+    same_graph(
+        backend,
+        lambda V: ops.sum(V(x) * V(x) for x in data),
+        lambda V: sum(V(x) * V(x) for x in data),
+    )
+
+
+def test_sum_edge_cases(backend):
+    start = backend(1.0)
+    assert ops.sum([], start) is start
+    assert ops.sum([]) == 0 and ops.sum(iter([])) == 0
+    assert ops.sum([1.5, 2.5]) == 4.0 and ops.sum([1, 2], 3) == 6
+    v = backend(2.0)
+    mixed = ops.sum([1.0, v, 3])  # 0 + 1.0 is a float; then float + Value
+    assert type(mixed) is backend and mixed.data == 6.0
+    assert ops.sum([v, 1.0], 0.5).data == 3.5
+    with pytest.raises(TypeError):
+        ops.sum([v, "a"])
+
+
+@given(a=st.lists(finite, max_size=8), b=st.lists(finite, max_size=8), start=finite)
+def test_dot_is_the_sum_of_products(backend, a, b, start):
+    def plain(x, y, s):
+        return sum((xi * yi for xi, yi in zip(x, y)), s)
+
+    for n in range(3):  # Values times Values, Values times numbers, numbers times Values
+
+        def make(dot, n=n):
+            def build(V):
+                x = a if n == 2 else [V(v) for v in a]
+                y = b if n == 1 else [V(v) for v in b]
+                return dot(x, y, V(start))
+
+            return build
+
+        same_graph(backend, make(ops.dot), make(plain))
+    if a and b:
+        same_graph(
+            backend,
+            lambda V: ops.dot([V(v) for v in a], (V(v) for v in b)),
+            lambda V: plain([V(v) for v in a], (V(v) for v in b), 0),
+        )
+
+
+def test_dot_with_numbers_and_generators(backend):
+    v = [backend(1.0), backend(-2.0), backend(3.0)]
+    out = ops.dot(v, [0.5, np.float64(2.0), 1])
+    out.backward()
+    assert type(out) is backend and out.data == 1.0 * 0.5 - 4.0 + 3.0
+    assert [x.grad for x in v] == [0.5, 2.0, 1.0]
+    assert ops.dot((x for x in v), iter([1.0, 1.0])).data == -1.0  # zip stops at the shorter
+    assert ops.dot([], iter([v[0]])) == 0 and ops.dot([1.0, 2.0], [3.0, 4.0]) == 11.0
+    for x in v:
+        x.grad = 0.0
+    sq = ops.dot(v, v)  # sum of p*p: each product has p as both operands
+    sq.backward()
+    assert sq.data == 14.0 and [x.grad for x in v] == [2.0, -4.0, 6.0]
+
+
+def test_ops_run_on_oracle_values_whatever_the_backend():
+    x = [PureValue(1.0), PureValue(2.0)]
+    assert type(ops.sum(x)) is PureValue and type(ops.dot(x, x)) is PureValue
+    assert type(ops.neuron(x, PureValue(0.0), [1.0, 1.0], True)) is PureValue
+
+
+def test_dispatch_to_the_extension(backend, monkeypatch):
+    """On C++ Values each op is one call into the extension (stood in for here by recorders)."""
+    calls = []
+
+    def fake_sum(values, start):
+        calls.append(("sum", list(values), start))
+        return sum(calls[-1][1], start)
+
+    def fake_dot(a, b, start):
+        calls.append(("dot", list(a), list(b), start))
+        return sum((x * y for x, y in zip(calls[-1][1], calls[-1][2])), start)
+
+    def fake_neuron(w, b, x, nonlin):
+        calls.append(("neuron", w, b, x, nonlin))
+        return plain_neuron(w, b, x, nonlin)
+
+    def fake_layer(neurons, x):
+        calls.append(("layer", neurons, x))
+        return [plain_neuron(n.w, n.b, x, n.nonlin) for n in neurons]
+
+    monkeypatch.setattr(ops, "_CppValue", backend)
+    monkeypatch.setattr(ops, "_core_layer", fake_layer)
+    monkeypatch.setattr(ops, "_core_sum", fake_sum)
+    monkeypatch.setattr(ops, "_core_dot", fake_dot)
+    monkeypatch.setattr(ops, "_core_neuron", fake_neuron)
+    v = [backend(1.0), backend(2.0)]
+    assert ops.sum(v).data == 3.0 and calls.pop() == ("sum", v, 0)
+    assert ops.sum((x for x in v), 1).data == 4.0 and calls.pop() == ("sum", v, 1)
+    assert ops.sum([1.0, *v]).data == 4.0 and not calls  # a number first: Python's sum
+    assert ops.sum([1.0], v[0]).data == 2.0 and calls.pop() == ("sum", [1.0], v[0])
+    assert ops.dot(iter(v), [3.0, 4.0]).data == 11.0 and calls.pop() == ("dot", v, [3.0, 4.0], 0)
+    assert ops.dot([3.0, 4.0], v).data == 11.0 and calls.pop()[0] == "dot"
+    assert ops.dot([], v) == 0 and ops.sum([]) == 0 and not calls
+    assert ops.neuron(v, v[0], [1.0, 2.0], True).data == 6.0
+    assert calls.pop() == ("neuron", v, v[0], [1.0, 2.0], True)
+    neurons = [Neuron(v, v[0], False)]
+    assert ops.layer(neurons, v)[0].data == 6.0 and calls.pop() == ("layer", neurons, v)
+    if backend is not PureValue:  # other Values stay in Python
+        pure = [PureValue(1.0)]
+        assert type(ops.sum(pure)) is PureValue and type(ops.dot(pure, pure)) is PureValue
+        assert type(ops.neuron(pure, pure[0], [1.0], False)) is PureValue
+        assert type(ops.layer([Neuron(pure, pure[0], True)], [1.0])[0]) is PureValue
+        assert not calls
