@@ -1,7 +1,6 @@
 #include "engine.hpp"
 
-#include <cstdlib>
-#include <new>
+#include "node_pool.hpp"
 
 namespace mg {
 
@@ -9,46 +8,10 @@ Hooks hooks;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
 
-// ---------------------------------------------------------------------------------------------
-// Allocation: nodes come from a free list refilled in blocks, so creating one costs a few
-// instructions and neighbours in time are neighbours in memory. Sanitizer builds use the plain
-// heap so that use-after-free is caught per node.
-
 namespace {
 
-#ifdef MICROGRAD_CPP_PLAIN_HEAP
-Node* allocate() { return static_cast<Node*>(::operator new(sizeof(Node))); }
-void deallocate(Node* n) { ::operator delete(n); }
-#else
-union alignas(64) Slot {  // one cache line per node
-    Node node;
-    Slot* next;
-};
-Slot* free_slots = nullptr;
-constexpr std::size_t block_slots = 4096;
-
-Node* allocate() {
-    if (!free_slots) {
-        auto* block =
-            static_cast<Slot*>(std::aligned_alloc(alignof(Slot), sizeof(Slot) * block_slots));
-        if (!block) throw std::bad_alloc();
-        for (std::size_t i = 0; i + 1 < block_slots; ++i) block[i].next = &block[i + 1];
-        block[block_slots - 1].next = nullptr;
-        free_slots = block;
-    }
-    Slot* s = free_slots;
-    free_slots = s->next;
-    return &s->node;
-}
-void deallocate(Node* n) {
-    auto* s = reinterpret_cast<Slot*>(n);
-    s->next = free_slots;
-    free_slots = s;
-}
-#endif
-
 Node* make(Op op, double data, std::uint32_t count) {
-    Node* n = allocate();
+    Node* n = allocate_node();
     n->data = data;
     n->grad = 0.0;
     n->operands.pair[0] = n->operands.pair[1] = nullptr;
@@ -101,7 +64,7 @@ void destroy(Node* n) {
         Node* d = dying.back();
         dying.pop_back();
         release_children(d);
-        deallocate(d);
+        free_node(d);
     }
     draining = false;
 }

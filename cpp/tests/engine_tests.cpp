@@ -98,6 +98,8 @@ const char* status_name(Status s) {
             return "pow_domain_error";
         case Status::complex_power:
             return "complex_power";
+        case Status::complex_overflow:
+            return "complex_overflow";
         case Status::math_range_error:
             return "math_range_error";
         case Status::math_domain_error:
@@ -549,6 +551,9 @@ const PowCase pow_cases[] = {
     {-8.0, 0.3333333333333333, Status::complex_power, 0},        // complex
     {-8.0, -0.5, Status::complex_power, 0},                      // complex
     {-1.0, 0.5, Status::complex_power, 0},                       // complex
+    {-2.0, 10000000000.5, Status::complex_overflow, 0},          // OverflowError
+    {-1e+300, 2.5, Status::complex_overflow, 0},                 // OverflowError
+    {-1e-300, -2.5, Status::complex_overflow, 0},                // OverflowError
     {-1.0, 3.0, Status::ok, 0xbff0000000000000},                 // -1.0
     {-1.0, 1e+300, Status::ok, 0x3ff0000000000000},              // 1.0
     {-1.0, -1e+300, Status::ok, 0x3ff0000000000000},             // 1.0
