@@ -24,19 +24,22 @@ Node* make(Op op, double data, std::uint32_t count) {
     return n;
 }
 
+// The new node takes over one reference to each operand: callers retain() what they borrow.
 Node* unary(Op op, Node* a, double data) {
     Node* n = make(op, data, 1);
-    retain(a);
     n->operands.pair[0] = a;
     return n;
 }
 
 Node* binary(Op op, Node* a, Node* b, double data) {
     Node* n = make(op, data, 2);
-    retain(a);
-    retain(b);
     n->operands.pair[0] = a;
     n->operands.pair[1] = b;
+    return n;
+}
+
+Node* retained(Node* n) {
+    retain(n);
     return n;
 }
 
@@ -144,49 +147,40 @@ void release(Node* n) {
 
 Node* new_leaf(double data) { return make(Op::leaf, data, 0); }
 
-Node* add(Node* a, Node* b) { return binary(Op::add, a, b, a->data + b->data); }
-Node* mul(Node* a, Node* b) { return binary(Op::mul, a, b, a->data * b->data); }
-
-Node* add_constant(Node* a, double c) {
-    Node* constant = new_leaf(c);
-    Node* n = add(a, constant);
-    release(constant);
-    return n;
-}
-
-Node* mul_constant(Node* a, double c) {
-    Node* constant = new_leaf(c);
-    Node* n = mul(a, constant);
-    release(constant);
-    return n;
-}
+Node* add(Node* a, Node* b) { return add_taking(retained(a), retained(b)); }
+Node* mul(Node* a, Node* b) { return mul_taking(retained(a), retained(b)); }
+Node* add_taking(Node* a, Node* b) { return binary(Op::add, a, b, a->data + b->data); }
+Node* mul_taking(Node* a, Node* b) { return binary(Op::mul, a, b, a->data * b->data); }
+Node* add_constant(Node* a, double c) { return add_taking(retained(a), new_leaf(c)); }
+Node* mul_constant(Node* a, double c) { return mul_taking(retained(a), new_leaf(c)); }
 
 Node* pow(Node* a, double exponent, Status* status) {
     double out;
     *status = py_pow(a->data, exponent, &out);
     if (*status != Status::ok) return nullptr;
-    Node* n = unary(Op::pow, a, out);
+    Node* n = unary(Op::pow, retained(a), out);
     n->operands.pow.exponent = exponent;
     return n;
 }
 
-Node* relu(Node* a) {
-    double x = a->data;
+Node* relu(Node* a) { return relu_taking(retained(a)); }
+Node* relu_taking(Node* a) {
+    const double x = a->data;
     return unary(Op::relu, a, x < 0 ? 0.0 : x);
 }
 
-Node* tanh(Node* a) { return unary(Op::tanh, a, py_tanh(a->data)); }
+Node* tanh(Node* a) { return unary(Op::tanh, retained(a), py_tanh(a->data)); }
 
 Node* exp(Node* a, Status* status) {
     double out;
     *status = py_exp(a->data, &out);
-    return *status == Status::ok ? unary(Op::exp, a, out) : nullptr;
+    return *status == Status::ok ? unary(Op::exp, retained(a), out) : nullptr;
 }
 
 Node* log(Node* a, Status* status) {
     double out;
     *status = py_log(a->data, &out);
-    return *status == Status::ok ? unary(Op::log, a, out) : nullptr;
+    return *status == Status::ok ? unary(Op::log, retained(a), out) : nullptr;
 }
 
 bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_parents) {

@@ -76,6 +76,10 @@ Node* add(Node* a, Node* b);
 Node* mul(Node* a, Node* b);
 Node* add_constant(Node* a, double c);  // a + Value(c)
 Node* mul_constant(Node* a, double c);  // a * Value(c)
+// The same, taking over the caller's references to the operands instead of retaining them.
+Node* add_taking(Node* a, Node* b);
+Node* mul_taking(Node* a, Node* b);
+Node* relu_taking(Node* a);
 Node* pow(Node* a, double exponent, Status* status);
 Node* relu(Node* a);
 Node* tanh(Node* a);

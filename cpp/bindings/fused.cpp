@@ -6,6 +6,8 @@
 // that step, so the semantics are Python's in every case.
 #include "fused.hpp"
 
+#include <algorithm>
+
 namespace mg::python {
 namespace {
 
@@ -135,6 +137,43 @@ PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
+// micrograd's Neuron as it nearly always is: w a list of Values, b a Value, x a list or tuple
+// of Values and plain numbers. Builds the same nodes as reduce() with no Python objects in
+// between; returns false, having done nothing, when the inputs are anything else.
+bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObject** out) {
+    if (!PyList_CheckExact(w) || !Py_IS_TYPE(b, value_type)) return false;
+    if (!PyList_CheckExact(x) && !PyTuple_CheckExact(x)) return false;
+    const Py_ssize_t count = std::min(PyList_GET_SIZE(w), PySequence_Fast_GET_SIZE(x));
+    PyObject** ws = PySequence_Fast_ITEMS(w);
+    PyObject** xs = PySequence_Fast_ITEMS(x);
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        if (!Py_IS_TYPE(ws[i], value_type)) return false;
+        if (!Py_IS_TYPE(xs[i], value_type) && !is_plain_number(xs[i])) return false;
+        double unused;  // an int too large for a float must fail before anything is built
+        if (PyLong_CheckExact(xs[i]) && !to_double(xs[i], &unused)) {
+            *out = nullptr;
+            return true;
+        }
+    }
+    Node* acc = node_of(b);
+    retain(acc);
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        Node* wi = node_of(ws[i]);
+        Node* term;
+        if (Py_IS_TYPE(xs[i], value_type)) {
+            term = mg::mul(wi, node_of(xs[i]));
+        } else {
+            double c;
+            to_double(xs[i], &c);  // cannot fail: checked above
+            term = mg::mul_constant(wi, c);
+        }
+        acc = mg::add_taking(acc, term);
+    }
+    if (nonlin) acc = mg::relu_taking(acc);
+    *out = to_python_owned(acc);
+    return true;
+}
+
 // neuron(w, b, x, nonlin): act = sum((wi*xi for wi, xi in zip(w, x)), b);
 // act.relu() if nonlin else act.
 PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -144,6 +183,8 @@ PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     int nonlin = PyObject_IsTrue(args[3]);
     if (nonlin < 0) return nullptr;
+    PyObject* fast;
+    if (neuron_fast_path(args[0], args[1], args[2], nonlin, &fast)) return fast;
     PyObject* act = reduce(args[0], args[2], args[1]);
     if (!act || !nonlin) return act;
     PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
