@@ -51,23 +51,37 @@ Node* retained(Node* n) {
 std::vector<Node*> dying;
 bool draining = false;
 
-void release_children(Node* n) {
-    std::uint32_t count = child_count(n);
-    Node* const* kids = children(n);
-    for (std::uint32_t i = 0; i < count; ++i) release(kids[i]);
-    if (count > 2) delete[] n->operands.list;
-    n->count = 0;
-}
-
 void destroy(Node* n) {
-    dying.push_back(n);
-    if (draining) return;
+    if (draining) {
+        dying.push_back(n);
+        return;
+    }
     draining = true;
-    while (!dying.empty()) {
-        Node* d = dying.back();
-        dying.pop_back();
-        release_children(d);
+    for (Node* d = n; d;) {
+        // Free d and release its children; the first child that dies is freed next without a
+        // trip through `dying`, so a chain is torn down in one straight loop.
+        Node* next = nullptr;
+        const std::uint32_t count = d->count;
+        Node* const* kids = children(d);
+        for (std::uint32_t i = 0; i < count; ++i) {
+            Node* k = kids[i];
+            if (k->handle) {
+                hooks.release_handle(k->handle);  // may come back here: it only pushes
+            } else if (--k->refs == 0) {
+                if (next) {
+                    dying.push_back(k);
+                } else {
+                    next = k;
+                }
+            }
+        }
+        if (count > 2) delete[] d->operands.list;
         free_node(d);
+        if (!next && !dying.empty()) {
+            next = dying.back();
+            dying.pop_back();
+        }
+        d = next;
     }
     draining = false;
 }

@@ -195,9 +195,13 @@ PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 // The forward of one neuron object: its w, b and nonlin attributes, as Neuron.__call__ reads them.
 PyObject* neuron_object_forward(PyObject* neuron, PyObject* x) {
-    PyObject* w = PyObject_GetAttrString(neuron, "w");
-    PyObject* b = w ? PyObject_GetAttrString(neuron, "b") : nullptr;
-    PyObject* nonlin = b ? PyObject_GetAttrString(neuron, "nonlin") : nullptr;
+    static PyObject* const name_w = PyUnicode_InternFromString("w");
+    static PyObject* const name_b = PyUnicode_InternFromString("b");
+    static PyObject* const name_nonlin = PyUnicode_InternFromString("nonlin");
+    if (!name_w || !name_b || !name_nonlin) return nullptr;
+    PyObject* w = PyObject_GetAttr(neuron, name_w);
+    PyObject* b = w ? PyObject_GetAttr(neuron, name_b) : nullptr;
+    PyObject* nonlin = b ? PyObject_GetAttr(neuron, name_nonlin) : nullptr;
     PyObject* out = nullptr;
     if (nonlin) {
         PyObject* args[] = {w, b, x, nonlin};
