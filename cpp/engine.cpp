@@ -1,10 +1,12 @@
 #include "engine.hpp"
 
 #include "node_pool.hpp"
+#include "rules.hpp"
 
 namespace mg {
 
 Hooks hooks;
+std::uint64_t inner_grad_writes = 0;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
 
@@ -163,38 +165,60 @@ Node* new_leaf(double data) { return make(Op::leaf, data, 0); }
 
 Node* add(Node* a, Node* b) { return add_taking(retained(a), retained(b)); }
 Node* mul(Node* a, Node* b) { return mul_taking(retained(a), retained(b)); }
-Node* add_taking(Node* a, Node* b) { return binary(Op::add, a, b, a->data + b->data); }
-Node* mul_taking(Node* a, Node* b) { return binary(Op::mul, a, b, a->data * b->data); }
+Node* add_taking(Node* a, Node* b) {
+    double out;
+    forward_value(Op::add, a->data, b->data, 0.0, &out);
+    return binary(Op::add, a, b, out);
+}
+Node* mul_taking(Node* a, Node* b) {
+    double out;
+    forward_value(Op::mul, a->data, b->data, 0.0, &out);
+    return binary(Op::mul, a, b, out);
+}
 Node* add_constant(Node* a, double c) { return add_taking(retained(a), new_leaf(c)); }
 Node* mul_constant(Node* a, double c) { return mul_taking(retained(a), new_leaf(c)); }
 
-Node* pow(Node* a, double exponent, Status* status) {
+namespace {
+
+// A unary op's node, or null with *status set if its forward fails.
+Node* unary_op(Op op, Node* a, double exponent, Status* status) {
     double out;
-    *status = py_pow(a->data, exponent, &out);
+    *status = forward_value(op, a->data, 0.0, exponent, &out);
     if (*status != Status::ok) return nullptr;
-    Node* n = unary(Op::pow, retained(a), out);
-    n->operands.pow.exponent = exponent;
+    Node* n = unary(op, a, out);
+    if (op == Op::pow) n->operands.pow.exponent = exponent;
+    return n;
+}
+
+}  // namespace
+
+Node* pow(Node* a, double exponent, Status* status) {
+    Node* n = unary_op(Op::pow, a, exponent, status);
+    if (n) retain(a);
     return n;
 }
 
 Node* relu(Node* a) { return relu_taking(retained(a)); }
 Node* relu_taking(Node* a) {
-    const double x = a->data;
-    return unary(Op::relu, a, x < 0 ? 0.0 : x);
+    Status ok;
+    return unary_op(Op::relu, a, 0.0, &ok);
 }
 
-Node* tanh(Node* a) { return unary(Op::tanh, retained(a), py_tanh(a->data)); }
+Node* tanh(Node* a) {
+    Status ok;
+    return unary_op(Op::tanh, retained(a), 0.0, &ok);
+}
 
 Node* exp(Node* a, Status* status) {
-    double out;
-    *status = py_exp(a->data, &out);
-    return *status == Status::ok ? unary(Op::exp, retained(a), out) : nullptr;
+    Node* n = unary_op(Op::exp, a, 0.0, status);
+    if (n) retain(a);
+    return n;
 }
 
 Node* log(Node* a, Status* status) {
-    double out;
-    *status = py_log(a->data, &out);
-    return *status == Status::ok ? unary(Op::log, retained(a), out) : nullptr;
+    Node* n = unary_op(Op::log, a, 0.0, status);
+    if (n) retain(a);
+    return n;
 }
 
 bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_parents) {
@@ -251,51 +275,11 @@ void topological_order(Node* root, std::vector<Node*>& order) {
 namespace {
 
 inline Status builtin_rule(Node* n) {
-    const double g = n->grad;
+    if (n->op == Op::leaf || n->op == Op::custom) return Status::ok;
     Node* a = n->operands.pair[0];
-    switch (n->op) {
-        case Op::leaf:
-        case Op::custom:
-            return Status::ok;
-        case Op::add: {
-            Node* b = n->operands.pair[1];
-            a->grad += g;
-            b->grad += g;
-            return Status::ok;
-        }
-        case Op::mul: {
-            Node* b = n->operands.pair[1];
-            a->grad += b->data * g;
-            b->grad += a->data * g;
-            return Status::ok;
-        }
-        case Op::pow: {
-            const double e = n->operands.pow.exponent;
-            double p;
-            Status s = py_pow(a->data, e - 1, &p);
-            if (s == Status::ok) a->grad += (e * p) * g;
-            return s;
-        }
-        case Op::relu:
-            a->grad += (n->data > 0 ? 1.0 : 0.0) * g;
-            return Status::ok;
-        case Op::tanh: {
-            double t2;
-            Status s = py_pow(n->data, 2.0, &t2);
-            if (s == Status::ok) a->grad += (1.0 - t2) * g;
-            return s;
-        }
-        case Op::exp:
-            a->grad += n->data * g;
-            return Status::ok;
-        case Op::log: {
-            const double x = a->data;
-            if (x == 0.0) return Status::division_by_zero;
-            a->grad += (1.0 / x) * g;
-            return Status::ok;
-        }
-    }
-    return Status::ok;
+    Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
+    const double e = n->op == Op::pow ? n->operands.pow.exponent : 0.0;
+    return accumulate_gradient(n->op, n->data, n->grad, e, a->data, b->data, &a->grad, &b->grad);
 }
 
 inline Status local_rule(Node* n) {
@@ -305,8 +289,14 @@ inline Status local_rule(Node* n) {
 
 }  // namespace
 
-Status apply_local_rule(Node* n) { return local_rule(n); }
-Status apply_builtin_rule(Node* n) { return builtin_rule(n); }
+Status apply_local_rule(Node* n) {
+    ++inner_grad_writes;
+    return local_rule(n);
+}
+Status apply_builtin_rule(Node* n) {
+    ++inner_grad_writes;
+    return builtin_rule(n);
+}
 
 Status backward(Node* root) {
     static std::vector<Node*> shared_order;
@@ -318,6 +308,7 @@ Status backward(Node* root) {
     shared_stack_busy = true;
 
     const std::uint8_t flags = topological_order_with(root, order, stack);
+    ++inner_grad_writes;
     root->grad = 1.0;
     Status status = Status::ok;
     if (!(flags & has_python_backward)) {

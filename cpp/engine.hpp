@@ -108,4 +108,8 @@ Status apply_builtin_rule(Node* n);
 // accumulating. Stops at the first rule that fails and returns its status.
 Status backward(Node* root);
 
+// Counts the times anything but a Program may have written the grad of a non-leaf node
+// (backward, a local rule, a user's assignment), so a Program knows when it must re-read them.
+extern std::uint64_t inner_grad_writes;
+
 }  // namespace mg

@@ -6,6 +6,7 @@
 
 #include "fused.hpp"
 #include "optim.hpp"
+#include "program.hpp"
 #include "value.hpp"
 
 namespace py = pybind11;
@@ -51,6 +52,7 @@ PYBIND11_MODULE(_core, m) {
     if (python::add_fused_functions(m.ptr()) < 0 || python::add_optimizer_functions(m.ptr()) < 0) {
         throw py::error_already_set();
     }
+    python::bind_program(m);
     m.def("topological_order", &topological_order_of, py::arg("root"),
           "Nodes under root, children before parents, in the order backward() visits them "
           "reversed.");

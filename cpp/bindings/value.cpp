@@ -234,7 +234,9 @@ int set_data(PyObject* self, PyObject* value, void*) {
     return set_number(value, &node_of(self)->data, "data");
 }
 int set_grad(PyObject* self, PyObject* value, void*) {
-    return set_number(value, &node_of(self)->grad, "grad");
+    Node* n = node_of(self);
+    if (child_count(n)) ++inner_grad_writes;
+    return set_number(value, &n->grad, "grad");
 }
 
 PyObject* get_prev(PyObject* self, void*) {

@@ -3,6 +3,7 @@
 from ._version import __version__
 from .engine import BACKEND, Value
 from .ops import dot, sum
+from .program import compile
 
 
 def install_as_micrograd():
@@ -17,4 +18,4 @@ def install_as_micrograd():
     sys.modules["micrograd.nn"] = nn
 
 
-__all__ = ["BACKEND", "Value", "__version__", "dot", "install_as_micrograd", "sum"]
+__all__ = ["BACKEND", "Value", "__version__", "compile", "dot", "install_as_micrograd", "sum"]

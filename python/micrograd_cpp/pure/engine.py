@@ -33,6 +33,41 @@ def _pow(x, e):
     return r
 
 
+def _forward(rule, a, b, e):
+    """The value of built-in op `rule` on operand values a and b (e: a '**' exponent)."""
+    if rule == "+":
+        return a + b
+    if rule == "*":
+        return a * b
+    if rule == "**":
+        return _pow(a, e)
+    if rule == "ReLU":
+        return 0.0 if a < 0 else a
+    if rule == "tanh":
+        return math.tanh(a)
+    if rule == "exp":
+        return math.exp(a)
+    return math.log(a)
+
+
+def _gradient(rule, out, g, e, a, b):
+    """What a node (value out, grad g) adds to its operands' grads (b's is None for unary ops):
+    micrograd's local chain rule, on operand values a and b."""
+    if rule == "+":
+        return g, g
+    if rule == "*":
+        return b * g, a * g
+    if rule == "**":
+        return (e * _pow(a, e - 1)) * g, None
+    if rule == "ReLU":
+        return (out > 0) * g, None
+    if rule == "tanh":
+        return (1 - _pow(out, 2)) * g, None
+    if rule == "exp":
+        return out * g, None
+    return (1 / a) * g, None
+
+
 def topological_order(root):
     """Nodes under root, children before parents: micrograd's build_topo without recursion.
 
@@ -143,42 +178,27 @@ class Value:
 
     def _local_rule(self):
         """Apply this node's chain rule, micrograd's formula in micrograd's order."""
-        rule, children, g = self._rule, self._children, self._grad
-        if rule is None:
+        if self._rule is None:
             return
-        a = children[0]
-        if rule == "+":
-            a.grad += g
-            children[1].grad += g
-        elif rule == "*":
-            b = children[1]
-            a.grad += b.data * g
-            b.grad += a.data * g
-        elif rule == "**":
-            e = self._exponent
-            a.grad += (e * _pow(a.data, e - 1)) * g
-        elif rule == "ReLU":
-            a.grad += (self.data > 0) * g
-        elif rule == "tanh":
-            a.grad += (1 - _pow(self.data, 2)) * g
-        elif rule == "exp":
-            a.grad += self.data * g
-        elif rule == "log":
-            a.grad += (1 / a.data) * g
+        a, b = self._children[0], self._children[-1]
+        da, db = _gradient(self._rule, self.data, self.grad, self._exponent, a.data, b.data)
+        a.grad += da
+        if db is not None:
+            b.grad += db
 
     def __add__(self, other):
         if not isinstance(other, Value):
             if not _is_number(other):
                 return NotImplemented
             other = Value(other)
-        return Value._node(self.data + other.data, (self, other), "+", "+")
+        return Value._node(_forward("+", self.data, other.data, None), (self, other), "+", "+")
 
     def __mul__(self, other):
         if not isinstance(other, Value):
             if not _is_number(other):
                 return NotImplemented
             other = Value(other)
-        return Value._node(self.data * other.data, (self, other), "*", "*")
+        return Value._node(_forward("*", self.data, other.data, None), (self, other), "*", "*")
 
     def __pow__(self, other):
         if isinstance(other, Value):
@@ -186,20 +206,22 @@ class Value:
         if not _is_number(other):
             return NotImplemented
         e = _as_float(other)
-        return Value._node(_pow(self.data, e), (self,), f"**{other}", "**", e)
+        return Value._node(_forward("**", self.data, None, e), (self,), f"**{other}", "**", e)
+
+    def _unary(self, rule):
+        return Value._node(_forward(rule, self.data, None, None), (self,), rule, rule)
 
     def relu(self):
-        x = self.data
-        return Value._node(0.0 if x < 0 else x, (self,), "ReLU", "ReLU")
+        return self._unary("ReLU")
 
     def tanh(self):
-        return Value._node(math.tanh(self.data), (self,), "tanh", "tanh")
+        return self._unary("tanh")
 
     def exp(self):
-        return Value._node(math.exp(self.data), (self,), "exp", "exp")
+        return self._unary("exp")
 
     def log(self):
-        return Value._node(math.log(self.data), (self,), "log", "log")
+        return self._unary("log")
 
     def backward(self):
         topo = topological_order(self)

@@ -1,0 +1,24 @@
+"""compile(root): freeze a graph into a Program that replays forward and backward.
+
+A training loop rebuilds the same graph every step although only the numbers change. Compile
+the graph once and replay it instead: prog.forward() recomputes every node from the leaves'
+current data (parameters updated by the optimizer, inputs set by you), prog.backward() is
+root.backward() over the frozen order. Results are bit-identical to rebuilding the graph.
+
+Limits: Python control flow that depends on values is not re-traced (as with torch.jit.trace),
+and a graph holding a user-defined operation (a Python _backward) is refused.
+"""
+
+from .pure import program as _pure
+
+try:
+    from . import _core
+except ImportError:  # no extension: the pure backend only
+    _core = None
+
+
+def compile(root):
+    """Freeze the graph under root (a Value of either backend) into a Program."""
+    if _core is not None and isinstance(root, _core.Value):
+        return _core.compile(root)
+    return _pure.compile(root)

@@ -1,0 +1,77 @@
+"""Graph replay in pure Python: the oracle of the C++ Program (micrograd_cpp.compile)."""
+
+from .engine import _forward, _gradient, topological_order
+
+
+class Program:
+    """A graph frozen for replay: forward() recomputes it from its leaves, backward()
+    backpropagates it, without rebuilding it. Same semantics as the C++ Program."""
+
+    def __init__(self, root):
+        order = topological_order(root)
+        for node in order:
+            if node._custom_backward is not None or (node._children and node._rule is None):
+                raise ValueError(
+                    f"cannot compile a graph with a user-defined operation: node {node!r} "
+                    f"(op {node._op!r}) has a Python _backward or a forward only Python knows; "
+                    "rebuild such graphs each step instead"
+                )
+        index = {id(node): i for i, node in enumerate(order)}
+        self._order = order
+        # (first, second) operand indices; the same index twice for a unary op; None for a leaf
+        self._operands = [
+            (index[id(n._children[0])], index[id(n._children[-1])]) if n._children else None
+            for n in order
+        ]
+        self._data = [node.data for node in order]  # the values backward() differentiates at
+
+    @property
+    def root(self):
+        """The Value the program was compiled from."""
+        return self._order[-1]
+
+    def __len__(self):
+        return len(self._order)
+
+    def forward(self):
+        """Recompute every non-leaf node from the leaves' current data; their grads restart
+        at zero."""
+        data = self._data
+        for i, node in enumerate(self._order):
+            operands = self._operands[i]
+            if operands is None:
+                data[i] = node.data
+                continue
+            a, b = operands
+            node.data = data[i] = _forward(node._rule, data[a], data[b], node._exponent)
+            node.grad = 0.0
+
+    def backward(self):
+        """What root.backward() does, over the frozen order."""
+        order, data = self._order, self._data
+        grads = [node.grad for node in order]
+        grads[-1] = 1.0
+        try:
+            for i in reversed(range(len(order))):
+                operands = self._operands[i]
+                if operands is None:
+                    continue
+                a, b = operands
+                node = order[i]
+                da, db = _gradient(node._rule, data[i], grads[i], node._exponent, data[a], data[b])
+                grads[a] += da
+                if db is not None:
+                    grads[b] += db
+        finally:
+            for node, grad in zip(order, grads):
+                node.grad = grad
+
+    def zero_grad(self):
+        """Set every grad in the graph to zero."""
+        for node in self._order:
+            node.grad = 0.0
+
+
+def compile(root):
+    """Freeze the graph under root into a Program that replays forward and backward."""
+    return Program(root)
