@@ -1,0 +1,26 @@
+"""W1: a random program of 100,000 scalar ops (+ - * / ** relu tanh) over 100 leaves, each op's
+first operand the previous result (a chain ~1e5 deep), then one backward. Forward and backward
+are timed separately; extra_info holds the median ns/op."""
+
+import pytest
+import workloads
+
+QUICK_OPS = 10_000
+
+
+@pytest.fixture
+def w1(backend, quick):
+    return workloads.w1_pass(backend, QUICK_OPS if quick else workloads.W1_OPS)
+
+
+@pytest.mark.benchmark(group="W1 expr forward")
+def test_w1_forward(timed, w1):
+    data = timed.forward(w1)
+    w1.verify(data)
+
+
+@pytest.mark.benchmark(group="W1 expr backward")
+def test_w1_backward(timed, w1):
+    data, grads = timed.backward(w1)
+    w1.verify(data, grads)
+    assert any(grads)

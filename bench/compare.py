@@ -1,0 +1,247 @@
+"""Run every workload on every installed backend and print one table of medians, with ratios
+against micrograd, measured side by side in one run: python bench/compare.py [--quick].
+
+Backends take turns within each repeat, so a slow patch of a shared machine hits them all; each
+cell is the median over its repeats (for W2, over every step timed). Every measured result is
+checked as the pytest benchmarks check it. The README's performance table is this output.
+"""
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+
+import workloads
+
+COLUMNS = (
+    ("cpp", "micrograd-cpp"),
+    ("pure", "micrograd-cpp pure"),
+    ("micrograd", "micrograd"),
+    ("micrograd-nogc", "micrograd, gc off"),
+    ("torch", "torch scalar"),
+    ("batched", "torch batched"),
+)
+BASELINE = "micrograd"
+CELL_BUDGET = 8.0  # seconds a cell may take: slower cells run fewer repeats
+
+
+def machine():
+    """Lines describing when and where this runs."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = []
+    for dist in ("micrograd-cpp", "micrograd", "torch", "numpy"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} not installed")
+    return [
+        f"date: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+        f"machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}",
+        f"python: {platform.python_implementation()} {platform.python_version()}",
+        "packages: " + ", ".join(versions),
+    ]
+
+
+class Table:
+    """Timings (or bytes) per row and column; notes explain empty cells."""
+
+    def __init__(self):
+        self.rows, self.cells, self.notes = [], {}, []
+        self.baseline_rows = {}  # row -> the row whose micrograd cell its ratios are against
+
+    def add(self, row, column, value):
+        if row not in self.rows:
+            self.rows.append(row)
+        self.cells.setdefault((row, column), []).append(value)
+
+    def skip(self, row, column, reason):
+        if row not in self.rows:
+            self.rows.append(row)
+        self.cells[(row, column)] = reason
+        if reason not in self.notes:
+            self.notes.append(reason)
+
+    def median(self, row, column):
+        values = self.cells.get((row, column))
+        return statistics.median(values) if isinstance(values, list) else None
+
+    def render(self):
+        header = ["workload", *(title for _, title in COLUMNS)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in self.rows:
+            base = self.median(self.baseline_rows.get(row, row), BASELINE)
+            cells = [row]
+            for column, _ in COLUMNS:
+                value = self.median(row, column)
+                cell = self.cells.get((row, column))
+                if value is None:
+                    cells.append(f"skipped [{self.notes.index(cell) + 1}]" if cell else "")
+                elif base is None or column == BASELINE:
+                    cells.append(number(value))
+                else:
+                    cells.append(f"{number(value)} ({ratio(base / value)})")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def number(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def ratio(x):
+    return f"{x:,.0f}x" if x >= 10 else f"{x:.1f}x"
+
+
+def loaded_backends():
+    backends, missing = {}, []
+    for name in workloads.BACKENDS:
+        try:
+            backends[name] = workloads.load(name)
+        except ImportError as error:
+            missing.append(f"{name}: not installed ({error})")
+    return backends, missing
+
+
+def repeats_for(seconds, repeats):
+    return max(1, min(repeats, int(CELL_BUDGET / max(seconds, 1e-9))))
+
+
+def run_passes(table, label, passes, repeats, unit):
+    """Forward and backward of each backend's Pass, the backends taking turns each repeat."""
+    counts = {name: repeats_for(2 * p.seconds(), repeats) for name, p in passes.items()}
+    forward, backward = f"{label}: forward (ns/{unit})", f"{label}: backward (ns/{unit})"
+    for r in range(repeats):
+        for name, p in passes.items():
+            if r >= counts[name]:
+                continue
+            with p.be.running():
+                inputs = p.setup()
+                t0 = time.perf_counter_ns()
+                graph = p.forward(*inputs)
+                t1 = time.perf_counter_ns()
+                p.backward(graph)
+                t2 = time.perf_counter_ns()
+                p.verify(*p.result(graph))
+                del inputs, graph
+            table.add(forward, name, (t1 - t0) / p.count)
+            table.add(backward, name, (t2 - t1) / p.count)
+
+
+def w1(table, backends, quick, repeats):
+    n = 10_000 if quick else workloads.W1_OPS
+    label = f"W1 expr, {n:,} ops"
+    run_passes(
+        table, label, {k: workloads.w1_pass(be, n) for k, be in backends.items()}, repeats, "op"
+    )
+    program = workloads.w1_program(n)
+    return f"W1: {n:,} ops over {workloads.N_LEAVES} leaves make {program.nodes():,} nodes"
+
+
+def w2(table, backends, quick, repeats):
+    """One row per variant; the torch batched step shares the notebook's row."""
+    notebook, optim = "W2 moons step, notebook code (ms/step)", "W2 moons step, optim.SGD (ms/step)"
+    table.baseline_rows[optim] = notebook
+    runs = [(notebook, "notebook", b, b) for b in backends]
+    if "torch" in backends:
+        runs.append((notebook, "batched", "torch", "batched"))
+    runs += [(optim, "optim", b, b) for b in ("cpp", "pure") if b in backends]
+    steps = {(row, column): workloads.Steps(variant, b) for row, variant, b, column in runs}
+    history = {key: [] for key in steps}
+    for _ in range(repeats):
+        for (row, column), s in steps.items():
+            be = backends[s.name]
+            with be.running():
+                for _ in range(max(1, min(3 if quick else 10, int(0.05 / s.seconds())))):
+                    if not be.gc:
+                        gc.collect()  # the previous step's graph
+                    t0 = time.perf_counter_ns()
+                    result = s.step()
+                    t1 = time.perf_counter_ns()
+                    history[(row, column)].append(result)
+                    table.add(row, column, (t1 - t0) / 1e6)
+    for key, s in steps.items():
+        s.verify(history[key])
+    return (
+        f"W2: {workloads.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
+        "losses.svm_loss and optim.SGD"
+    )
+
+
+def w3(table, backends, quick, repeats):
+    depths = (10**3, 10**4, 10**6) if quick else workloads.W3_DEPTHS
+    for n in depths:
+        label = f"W3 chain, {n:.0e}".replace("+0", "")
+        passes = {}
+        for name, be in backends.items():
+            reason = workloads.w3_skip_reason(name, n)
+            if quick and n > 10**4 and name != "cpp" and not reason:
+                reason = "--quick: 1e6 deep on cpp only"
+            if reason:
+                for phase in ("forward", "backward"):
+                    table.skip(f"{label}: {phase} (ns/node)", name, reason)
+            else:
+                passes[name] = workloads.w3_pass(be, n)
+        run_passes(table, label, passes, repeats, "node")
+    return "W3: 4n + 1 nodes at depth n"
+
+
+def w4(table, backends, quick, repeats):
+    n = 100_000 if quick else workloads.W4_OPS
+    row = f"W4 memory, W1 at {n:,} ops (bytes/node)"
+    for name in workloads.W4_BACKENDS:
+        if name not in backends:
+            continue
+        if not os.path.exists("/proc/self/statm"):
+            table.skip(row, name, "W4 reads /proc/self/statm (Linux)")
+            continue
+        table.add(row, name, workloads.w4_check(workloads.w4_run(name, n)))
+    return (
+        "W4: resident memory (from /proc/self/statm) over the nodes of micrograd's graph of the "
+        "program, in a fresh interpreter per backend"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
+    parser.add_argument("--repeats", type=int, help="repeats per cell (default 5, 3 with --quick)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+
+    print("\n".join(machine()), flush=True)
+    backends, missing = loaded_backends()
+    table, notes = Table(), []
+    for workload in (w1, w2, w3, w4):
+        start = time.perf_counter()
+        notes.append(workload(table, backends, args.quick, repeats))
+        seconds = time.perf_counter() - start
+        print(f"{workload.__name__} done in {seconds:.0f} s", file=sys.stderr, flush=True)
+        gc.collect()
+
+    print()
+    print(table.render())
+    print()
+    print(f"Medians over up to {repeats} repeats (W2: of every step timed), backends taking turns.")
+    print(
+        "(Nx) = micrograd's median / this one: how many times faster (smaller for W4); "
+        "W2's optim.SGD row against micrograd running the notebook. torch runs one thread."
+    )
+    for note in notes:
+        print(note)
+    for i, reason in enumerate(table.notes, 1):
+        print(f"[{i}] {reason}")
+    for line in missing:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
