@@ -2,7 +2,8 @@
 1e-4 L2, zero_grad, backward, SGD): ~65,800 graph nodes a step.
 
 Variants: the notebook's code verbatim (workloads.w2_notebook) on each backend ('notebook'); the
-step written with micrograd-cpp's losses.svm_loss and optim.SGD ('optim'); and torch as torch
+step written with micrograd-cpp's losses.svm_loss and optim.SGD ('optim'); the notebook's graph
+built once and replayed with micrograd_cpp.compile ('compiled'); and torch as torch
 users write it, on a 100x2 tensor with nn.Linear layers ('batched'). Each round is one step of a
 continuing run, and the run's losses must be the notebook's.
 """
@@ -21,6 +22,13 @@ def test_w2_notebook(timed, backend):
 @pytest.mark.parametrize("backend_name", ["cpp", "pure"])
 def test_w2_optim(timed, backend):
     steps = workloads.Steps("optim", backend.name)
+    steps.verify(timed.steps(steps, backend))
+
+
+@pytest.mark.benchmark(group="W2 moons step: compiled")
+@pytest.mark.parametrize("backend_name", ["cpp", "pure"])
+def test_w2_compiled(timed, backend):
+    steps = workloads.Steps("compiled", backend.name)
     steps.verify(timed.steps(steps, backend))
 
 

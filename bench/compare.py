@@ -149,11 +149,13 @@ def w1(table, backends, quick, repeats):
 def w2(table, backends, quick, repeats):
     """One row per variant; the torch batched step shares the notebook's row."""
     notebook, optim = "W2 moons step, notebook code (ms/step)", "W2 moons step, optim.SGD (ms/step)"
-    table.baseline_rows[optim] = notebook
+    compiled = "W2 moons step, compiled replay (ms/step)"
+    table.baseline_rows[optim] = table.baseline_rows[compiled] = notebook
     runs = [(notebook, "notebook", b, b) for b in backends]
     if "torch" in backends:
         runs.append((notebook, "batched", "torch", "batched"))
     runs += [(optim, "optim", b, b) for b in ("cpp", "pure") if b in backends]
+    runs += [(compiled, "compiled", b, b) for b in ("cpp", "pure") if b in backends]
     steps = {(row, column): workloads.Steps(variant, b) for row, variant, b, column in runs}
     history = {key: [] for key in steps}
     for _ in range(repeats):
@@ -172,7 +174,8 @@ def w2(table, backends, quick, repeats):
         s.verify(history[key])
     return (
         f"W2: {workloads.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
-        "losses.svm_loss and optim.SGD"
+        "losses.svm_loss and optim.SGD; compiled replay: the notebook's graph built once and "
+        "replayed (micrograd_cpp.compile) with optim.SGD"
     )
 
 
@@ -233,7 +236,8 @@ def main(argv=None):
     print(f"Medians over up to {repeats} repeats (W2: of every step timed), backends taking turns.")
     print(
         "(Nx) = micrograd's median / this one: how many times faster (smaller for W4); "
-        "W2's optim.SGD row against micrograd running the notebook. torch runs one thread."
+        "W2's optim.SGD and compiled rows against micrograd running the notebook. "
+        "torch runs one thread."
     )
     for note in notes:
         print(note)

@@ -420,6 +420,39 @@ def w2_optim(backend):
     return step
 
 
+def w2_compiled(backend):
+    """The notebook's step replayed: its loss graph (the notebook's code) built once and
+    compiled; each step then runs prog.forward() (from the second step), zero_grad,
+    prog.backward() and optim.SGD on the notebook's schedule ('cpp', 'pure')."""
+    import micrograd_cpp
+    from micrograd_cpp import demo, optim
+
+    model, X, y = demo.setup(backend, W2_SEED)
+    Value = type(model.parameters()[0])
+    inputs = [list(map(Value, xrow)) for xrow in X]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+    prog = micrograd_cpp.compile(data_loss + reg_loss)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    k = 0
+
+    def step():
+        nonlocal k
+        if k:
+            prog.forward()
+        model.zero_grad()
+        prog.backward()
+        opt.lr = 1.0 - 0.9 * k / 100
+        opt.step()
+        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+        k = (k + 1) % 100
+        return _float(prog.root.data), _float(sum(accuracy) / len(accuracy))
+
+    return step
+
+
 def torch_scalar_mlp():
     """micrograd's MLP with one-element float64 tensors for Values (the same random init)."""
     from micrograd_cpp.pure import nn
@@ -507,8 +540,8 @@ def w2_reference(n):
 
 class Steps:
     """W2's training steps of one variant on one backend: variant 'notebook' (any backend),
-    'optim' ('cpp', 'pure') or 'batched' ('torch'). step() runs one step and returns its
-    (loss, accuracy)."""
+    'optim' or 'compiled' ('cpp', 'pure') or 'batched' ('torch'). step() runs one step and
+    returns its (loss, accuracy)."""
 
     def __init__(self, variant, backend):
         self.variant, self.name = variant, backend
@@ -516,6 +549,8 @@ class Steps:
             self.step = w2_torch_batched()
         elif variant == "optim":
             self.step = w2_optim(backend)
+        elif variant == "compiled":
+            self.step = w2_compiled(backend)
         else:
             be = load(backend)
             self.step = w2_notebook(torch_value if backend == "torch" else be.Value, be.MLP)
