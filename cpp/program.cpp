@@ -74,7 +74,11 @@ Status Program::forward(std::size_t* failed) {
         n->data = data_[j];
         if (ops_[j] != Op::leaf) n->grad = grad_[j] = 0.0;
     }
-    grads_read_at_ = ++inner_grad_writes;  // other programs over these nodes must re-read
+    // Other programs over these nodes must re-read their grads; this one stays in step with
+    // the nodes only if it was before (a grad set by hand past a failure is not in grad_).
+    const bool in_step = grads_read_at_ == inner_grad_writes;
+    ++inner_grad_writes;
+    if (in_step) grads_read_at_ = inner_grad_writes;
     if (status != Status::ok) *failed = i;
     return status;
 }

@@ -21,4 +21,6 @@ def compile(root):
     """Freeze the graph under root (a Value of either backend) into a Program."""
     if _core is not None and isinstance(root, _core.Value):
         return _core.compile(root)
-    return _pure.compile(root)
+    if isinstance(root, _pure.Value):
+        return _pure.compile(root)
+    raise TypeError(f"compile() takes a Value, not {type(root).__name__}")

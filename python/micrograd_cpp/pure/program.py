@@ -1,6 +1,6 @@
 """Graph replay in pure Python: the oracle of the C++ Program (micrograd_cpp.compile)."""
 
-from .engine import _forward, _gradient, topological_order
+from .engine import Value, _forward, _gradient, topological_order
 
 
 class Program:
@@ -8,6 +8,8 @@ class Program:
     backpropagates it, without rebuilding it. Same semantics as the C++ Program."""
 
     def __init__(self, root):
+        if not isinstance(root, Value):
+            raise TypeError(f"compile() takes a Value, not {type(root).__name__}")
         order = topological_order(root)
         for node in order:
             if node._custom_backward is not None or (node._children and node._rule is None):
@@ -23,6 +25,7 @@ class Program:
             (index[id(n._children[0])], index[id(n._children[-1])]) if n._children else None
             for n in order
         ]
+        self._leaves = [i for i, operands in enumerate(self._operands) if operands is None]
         self._data = [node.data for node in order]  # the values backward() differentiates at
 
     @property
@@ -36,11 +39,12 @@ class Program:
     def forward(self):
         """Recompute every non-leaf node from the leaves' current data; their grads restart
         at zero."""
-        data = self._data
-        for i, node in enumerate(self._order):
+        data, order = self._data, self._order
+        for i in self._leaves:
+            data[i] = order[i].data
+        for i, node in enumerate(order):
             operands = self._operands[i]
             if operands is None:
-                data[i] = node.data
                 continue
             a, b = operands
             node.data = data[i] = _forward(node._rule, data[a], data[b], node._exponent)
