@@ -18,6 +18,7 @@ PyObject* str_op = nullptr;           // interned "_op"
 PyObject* str_backward = nullptr;     // interned "_backward"
 PyObject* str_label = nullptr;        // interned "label"
 PyObject* minus_one = nullptr;        // the int -1
+PyObject* str_numpy = nullptr;        // interned "numpy"
 
 ValueObject* as_value(PyObject* o) { return reinterpret_cast<ValueObject*>(o); }
 
@@ -422,15 +423,39 @@ PyMethodDef value_methods[] = {
 // ---------------------------------------------------------------------------------------------
 // Operators: micrograd's graph shapes (-a is a*-1, a-b is a+(-b), a/b is a*b**-1).
 
+// Note [numpy operands]
+// Value sets __array_priority__, so that numpy scalars hand `np.int64(2) * v` to Value (numpy's
+// own path for unknown objects is twenty times slower). numpy arrays then hand their operators
+// over too; for them Value calls the ufunc itself, which applies the operator element by
+// element as numpy would have.
+PyObject* not_a_number(const char* ufunc, PyObject* a, PyObject* b) {
+    static PyObject* ndarray = nullptr;
+    if (!ndarray) {
+        PyObject* numpy = PyImport_GetModule(str_numpy);  // only if the user imported numpy
+        if (numpy) ndarray = PyObject_GetAttrString(numpy, "ndarray");
+        Py_XDECREF(numpy);
+        PyErr_Clear();
+    }
+    PyObject* array = is_value(a) ? b : a;
+    if (!ndarray || !PyObject_TypeCheck(array, reinterpret_cast<PyTypeObject*>(ndarray))) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject* numpy = PyImport_GetModule(str_numpy);
+    if (!numpy) return nullptr;
+    PyObject* result = PyObject_CallMethod(numpy, ufunc, "OO", a, b);
+    Py_DECREF(numpy);
+    return result;
+}
+
 PyObject* value_add(PyObject* a, PyObject* b) {
     double c;
     if (is_value(a)) {
         if (is_value(b)) return to_python_owned(add(node_of(a), node_of(b)));
-        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!is_number(b)) return not_a_number("add", a, b);
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(add_constant(node_of(a), c));
     }
-    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other + self is self + other
+    if (!is_number(a)) return not_a_number("add", a, b);  // other + self is self + other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(add_constant(node_of(b), c));
 }
@@ -439,11 +464,11 @@ PyObject* value_mul(PyObject* a, PyObject* b) {
     double c;
     if (is_value(a)) {
         if (is_value(b)) return to_python_owned(mul(node_of(a), node_of(b)));
-        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!is_number(b)) return not_a_number("multiply", a, b);
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), c));
     }
-    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other * self is self * other
+    if (!is_number(a)) return not_a_number("multiply", a, b);  // other * self is self * other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(mul_constant(node_of(b), c));
 }
@@ -462,7 +487,7 @@ PyObject* value_sub(PyObject* a, PyObject* b) {
     double c;
     if (is_value(a)) {
         if (is_value(b)) return add_negated(node_of(a), node_of(b));
-        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!is_number(b)) return not_a_number("subtract", a, b);
         if (PyFloat_Check(b)) {
             c = -PyFloat_AS_DOUBLE(b);
         } else if (PyLong_Check(b)) {
@@ -477,7 +502,7 @@ PyObject* value_sub(PyObject* a, PyObject* b) {
         }
         return to_python_owned(add_constant(node_of(a), c));
     }
-    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other - self is (-self) + other
+    if (!is_number(a)) return not_a_number("subtract", a, b);  // other - self is (-self) + other
     if (!to_double(a, &c)) return nullptr;
     Node* negated = mul_constant(node_of(b), -1.0);
     Node* sum = add_constant(negated, c);
@@ -521,12 +546,13 @@ PyObject* value_truediv(PyObject* a, PyObject* b) {
             release(inverse);
             return to_python_owned(product);
         }
-        if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+        if (!is_number(b)) return not_a_number("true_divide", a, b);
         double inverse;
         if (!reciprocal(b, &inverse)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), inverse));
     }
-    if (!is_number(a)) Py_RETURN_NOTIMPLEMENTED;  // other / self is self**-1 * other
+    if (!is_number(a))
+        return not_a_number("true_divide", a, b);  // other / self is self**-1 * other
     Node* inverse = reciprocal_node(node_of(b));
     if (!inverse) return nullptr;
     double c;
@@ -545,7 +571,7 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
         PyErr_SetString(PyExc_TypeError, "only supporting int/float powers, not a Value exponent");
         return nullptr;
     }
-    if (!is_number(b)) Py_RETURN_NOTIMPLEMENTED;
+    if (!is_number(b)) return not_a_number("power", a, b);
     double e;
     if (!to_double(b, &e)) return nullptr;
     Status s;
@@ -700,7 +726,10 @@ PyObject* create_value_type() {
     str_backward = PyUnicode_InternFromString("_backward");
     str_label = PyUnicode_InternFromString("label");
     minus_one = PyLong_FromLong(-1);
-    if (!real_number_abc || !str_op || !str_backward || !str_label || !minus_one) return nullptr;
+    str_numpy = PyUnicode_InternFromString("numpy");
+    if (!real_number_abc || !str_op || !str_backward || !str_label || !minus_one || !str_numpy) {
+        return nullptr;
+    }
 
     builtin_rule_def = {"_backward", method_builtin_rule, METH_NOARGS,
                         "apply this node's local chain rule"};
@@ -708,8 +737,11 @@ PyObject* create_value_type() {
     if (!type) return nullptr;
     // Like micrograd's lecture Value, label defaults to '' and lives in the instance once set.
     PyObject* empty = PyUnicode_FromString("");
-    int failed = !empty || PyObject_SetAttr(type, str_label, empty) < 0;
+    PyObject* priority = PyFloat_FromDouble(1000.0);  // Note [numpy operands]
+    int failed = !empty || !priority || PyObject_SetAttr(type, str_label, empty) < 0 ||
+                 PyObject_SetAttrString(type, "__array_priority__", priority) < 0;
     Py_XDECREF(empty);
+    Py_XDECREF(priority);
     if (failed) {
         Py_DECREF(type);
         return nullptr;

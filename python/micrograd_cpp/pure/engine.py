@@ -9,6 +9,7 @@ order, and with it every rounding, is deterministic), and the sort is iterative.
 import copy
 import math
 import numbers
+import sys
 
 
 def _as_float(x):
@@ -23,6 +24,17 @@ def _as_float(x):
 
 def _is_number(x):
     return isinstance(x, (int, float, numbers.Real)) and not isinstance(x, Value)
+
+
+def _not_a_number(ufunc, a, b):
+    """numpy arrays hand their operators to Value (it sets __array_priority__, so that numpy
+    scalars do too, much faster than numpy's own path): apply the ufunc element by element, as
+    numpy would have. Anything else is not an operand."""
+    numpy = sys.modules.get("numpy")
+    array = b if isinstance(a, Value) else a
+    if numpy is None or not isinstance(array, numpy.ndarray):
+        return NotImplemented
+    return getattr(numpy, ufunc)(a, b)
 
 
 def _pow(x, e):
@@ -105,6 +117,7 @@ class Value:
         "_rule",
     )
     label = ""
+    __array_priority__ = 1000.0
 
     def __init__(self, data, _children=(), _op="", label=""):
         self._data = _as_float(data)
@@ -189,14 +202,14 @@ class Value:
     def __add__(self, other):
         if not isinstance(other, Value):
             if not _is_number(other):
-                return NotImplemented
+                return _not_a_number("add", self, other)
             other = Value(other)
         return Value._node(_forward("+", self.data, other.data, None), (self, other), "+", "+")
 
     def __mul__(self, other):
         if not isinstance(other, Value):
             if not _is_number(other):
-                return NotImplemented
+                return _not_a_number("multiply", self, other)
             other = Value(other)
         return Value._node(_forward("*", self.data, other.data, None), (self, other), "*", "*")
 
@@ -204,7 +217,7 @@ class Value:
         if isinstance(other, Value):
             raise TypeError("only supporting int/float powers, not a Value exponent")
         if not _is_number(other):
-            return NotImplemented
+            return _not_a_number("power", self, other)
         e = _as_float(other)
         return Value._node(_forward("**", self.data, None, e), (self,), f"**{other}", "**", e)
 
@@ -233,29 +246,33 @@ class Value:
         return self * -1
 
     def __radd__(self, other):  # other + self
+        if not _is_number(other):
+            return _not_a_number("add", other, self)
         return self + other
 
     def __sub__(self, other):  # self - other
         if not isinstance(other, Value) and not _is_number(other):
-            return NotImplemented
+            return _not_a_number("subtract", self, other)
         return self + (-other)
 
     def __rsub__(self, other):  # other + (-self)
         if not _is_number(other):
-            return NotImplemented
+            return _not_a_number("subtract", other, self)
         return (-self) + other
 
     def __rmul__(self, other):  # other * self
+        if not _is_number(other):
+            return _not_a_number("multiply", other, self)
         return self * other
 
     def __truediv__(self, other):  # self * other**-1
         if not isinstance(other, Value) and not _is_number(other):
-            return NotImplemented
+            return _not_a_number("true_divide", self, other)
         return self * other**-1
 
     def __rtruediv__(self, other):  # other * self**-1
         if not _is_number(other):
-            return NotImplemented
+            return _not_a_number("true_divide", other, self)
         return self**-1 * other
 
     def __repr__(self):
