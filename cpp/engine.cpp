@@ -22,7 +22,7 @@ Node* make(Op op, double data, std::uint32_t count) {
     n->refs = 1;
     n->op = op;
     n->count = count;
-    n->flags = 0;
+    n->flags = count ? has_had_children : 0;
     return n;
 }
 
@@ -258,6 +258,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
     }
     n->count = static_cast<std::uint32_t>(count);
     n->op = count ? Op::custom : Op::leaf;
+    if (count) n->flags |= has_had_children;
 
     Node* const* old = old_list ? old_list : old_pair;
     for (std::uint32_t i = 0; i < old_count; ++i) release(old[i]);

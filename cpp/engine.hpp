@@ -16,6 +16,7 @@ enum class Op : std::uint8_t { leaf, add, mul, pow, relu, tanh, exp, log, custom
 enum NodeFlags : std::uint8_t {
     has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
     exponent_is_int = 2,      // the '**' label prints the exponent as an integer
+    has_had_children = 4,     // once an inner node, so its grad may be a Program's to keep
 };
 
 // Note [Ownership]

@@ -152,6 +152,28 @@ def test_hundred_steps_reach_full_training_accuracy(optimizer):
         assert math.isclose(history[-1][0], NOTEBOOK_LAST_LOSS, rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_compiled_training_equals_rebuilding_exactly(optimizer):
+    """The loss graph built once and replayed each step: the very same steps as rebuilding it."""
+    cpp_nn()
+    rebuilt = demo.run(10, backend="cpp", optimizer=optimizer)
+    compiled = demo.run(10, backend="cpp", optimizer=optimizer, compiled=True)
+    assert compiled[3] == rebuilt[3]
+    assert [p.data for p in compiled[0].parameters()] == [p.data for p in rebuilt[0].parameters()]
+
+
+def test_compiled_training_is_the_notebooks(oracle_run):
+    cpp_nn()
+    model, _, _, history, _ = demo.run(STEPS, backend="cpp", compiled=True)
+    assert (history, [p.data for p in model.parameters()]) == oracle_run
+
+
+def test_compiled_training_on_the_oracle(oracle_run):
+    """The pure backend's Program, on the notebook's first steps."""
+    history = demo.run(3, backend="pure", compiled=True)[3]
+    assert history == oracle_run[0][:3]
+
+
 def test_learning_rate_schedule():
     assert [demo.learning_rate(k, 20) for k in (0, 10)] == [1.0, 1.0 - 0.9 * 10 / 100]
     assert demo.learning_rate(99, 100) == 1.0 - 0.9 * 99 / 100
@@ -194,6 +216,35 @@ def test_cli_cpp_times_the_pure_backend(tmp_path):
     result = cli(tmp_path, "--steps", "3", "--seed", "1337", "--backend", "cpp")
     assert result.returncode == 0, result.stderr
     assert "C++ speed-up" in result.stdout and "identical" in result.stdout
+    assert "compiled" not in result.stdout
+
+
+def final_accuracy(stdout):
+    return next(line for line in stdout.splitlines() if line.startswith("final accuracy"))
+
+
+def test_cli_compiled(tmp_path):
+    """--compiled times the replay against rebuilding the graph (and the pure backend), and
+    trains exactly as the default loop does."""
+    cpp_nn()
+    result = cli(tmp_path, "--compiled", "--steps", "3")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "cpp compiled: " in out and "ms/step" in out
+    assert "x faster than rebuilding the graph each step" in out
+    assert "compiled C++ speed-up" in out
+    assert out.count("losses identical") == 2 and "DIFFERENT" not in out
+    plain = cli(tmp_path, "--steps", "3")
+    assert plain.returncode == 0, plain.stderr
+    assert final_accuracy(out) == final_accuracy(plain.stdout)
+
+
+def test_cli_compiled_pure(tmp_path):
+    result = cli(tmp_path, "--compiled", "--steps", "2", "--backend", "pure")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "pure compiled: " in out and "x faster than rebuilding the graph each step" in out
+    assert "losses identical" in out and "speed-up" not in out
 
 
 def test_cli_adamw(tmp_path):
@@ -224,9 +275,10 @@ def test_cli_rejects_bad_flags(tmp_path, args):
     assert cli(tmp_path, *args).returncode == 2
 
 
-def test_progress_without_tqdm(monkeypatch, capsys):
+@pytest.mark.parametrize("compiled", [[], ["--compiled"]], ids=["rebuilt", "compiled"])
+def test_progress_without_tqdm(monkeypatch, capsys, compiled):
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    assert demo.main(["--steps", "2", "--backend", "pure"]) == 0
+    assert demo.main(["--steps", "2", "--backend", "pure", *compiled]) == 0
     out = capsys.readouterr().out
     assert f"step 0 loss {NOTEBOOK_LOSSES[0]}, accuracy 50.0%" in out and "step 1 loss" in out
 

@@ -161,6 +161,7 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
         return -1;
     }
     Py_DECREF(items);
+    if (n->flags & has_had_children) ++inner_grad_writes;
     n->data = x;
     n->grad = 0.0;
     n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
@@ -236,7 +237,7 @@ int set_data(PyObject* self, PyObject* value, void*) {
 }
 int set_grad(PyObject* self, PyObject* value, void*) {
     Node* n = node_of(self);
-    if (child_count(n)) ++inner_grad_writes;
+    if (n->flags & has_had_children) ++inner_grad_writes;
     return set_number(value, &n->grad, "grad");
 }
 

@@ -2,7 +2,8 @@
 
 The model, data, loss and the notebook's SGD schedule are the notebook's, so with the default
 seed the run reproduces it step for step; the pure backend is timed on the same steps for the
-speed-up, and its losses are checked to be the very same floats.
+speed-up, and its losses are checked to be the very same floats. With --compiled the loss graph
+is built once and replayed each step (micrograd_cpp.compile), and timed against rebuilding it.
 """
 
 import argparse
@@ -15,6 +16,7 @@ import numpy as np
 
 from . import losses, optim
 from .datasets import make_moons
+from .program import compile as compile_graph
 from .pure import nn as pure_nn
 
 BACKENDS = ("cpp", "pure")
@@ -54,11 +56,14 @@ def learning_rate(k, steps):
     return 1.0 - 0.9 * k / max(steps, 100)
 
 
-def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None):
+def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None, compiled=False):
     """The notebook's loop; returns the (loss, accuracy) of each step, measured before its update.
 
     The learning rate follows learning_rate(k, horizon), horizon defaulting to steps: a shorter
     run with the horizon of a longer one replays that run's first steps.
+
+    compiled builds the loss graph once and compiles it: each later step replays its forward
+    on the updated parameters instead of building it again. The losses are the very same.
 
     optimizer 'sgd' is the notebook's `p.data -= learning_rate * p.grad` (optim.SGD performs
     exactly that arithmetic, in one call per step on C++); 'adamw' is optim.AdamW with the same
@@ -71,12 +76,22 @@ def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None):
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adamw', not {optimizer!r}")
     history, horizon = [], steps if horizon is None else horizon
+    if compiled:
+        Value = type(model.parameters()[0])
+        inputs = [list(map(Value, xrow)) for xrow in X]  # fixed: only the parameters change
+        total_loss, scores = losses.svm_loss_graph(model, inputs, y)
+        program = compile_graph(total_loss)
     for k in range(steps):
         # forward
-        total_loss, acc = losses.svm_loss(model, X, y)
+        if not compiled:
+            total_loss, acc = losses.svm_loss(model, X, y)
+        else:
+            if k > 0:  # the graph was just built for the first step
+                program.forward()
+            acc = losses.accuracy(scores, y)
         # backward
         model.zero_grad()
-        total_loss.backward()
+        (program if compiled else total_loss).backward()
         # update
         opt.lr = lr0 * learning_rate(k, horizon)
         opt.step()
@@ -86,11 +101,13 @@ def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None):
     return history
 
 
-def run(steps=100, seed=1337, backend="cpp", optimizer="sgd", on_step=None, horizon=None):
+def run(
+    steps=100, seed=1337, backend="cpp", optimizer="sgd", on_step=None, horizon=None, compiled=False
+):
     """Set up and train; returns (model, X, y, history, seconds spent training)."""
     model, X, y = setup(backend, seed)
     start = time.perf_counter()
-    history = train(model, X, y, steps, optimizer, on_step, horizon)
+    history = train(model, X, y, steps, optimizer, on_step, horizon, compiled)
     return model, X, y, history, time.perf_counter() - start
 
 
@@ -185,6 +202,11 @@ def main(argv=None):
         "--backend", choices=BACKENDS, help="engine (default: cpp when available, else pure)"
     )
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="build the loss graph once and replay it each step (micrograd_cpp.compile)",
+    )
     parser.add_argument("--plot", metavar="FILE.png", help="save the decision boundary")
     parser.add_argument("--dot", metavar="FILE.svg", help="draw one neuron's graph")
     args = parser.parse_args(argv)
@@ -202,24 +224,38 @@ def main(argv=None):
         )
 
     on_step, close = _progress(args.steps, backend)
-    model, X, y, history, seconds = run(args.steps, args.seed, backend, args.optimizer, on_step)
+    model, X, y, history, seconds = run(
+        args.steps, args.seed, backend, args.optimizer, on_step, compiled=args.compiled
+    )
     close()
     _, accuracy = losses.svm_loss(model, X, y)  # history holds each step's, before its update
     print(f"final accuracy {accuracy * 100:.1f}% (loss {history[-1][0]:.6g} at the last step)")
     per_step = seconds / args.steps
-    print(f"{backend}: {seconds:.3f} s for {args.steps} steps, {per_step * 1e3:.2f} ms/step")
+    mode = f"{backend} compiled" if args.compiled else backend
+    print(f"{mode}: {seconds:.3f} s for {args.steps} steps, {per_step * 1e3:.2f} ms/step")
 
-    status = 0
+    same = True
+    if args.compiled:  # the same run rebuilding the graph each step (on pure, its first steps)
+        n = args.steps if backend == "cpp" else min(args.steps, 5)
+        *_, rebuilt, rebuilt_seconds = run(n, args.seed, backend, args.optimizer, None, args.steps)
+        same = rebuilt == history[:n]
+        steps = "" if n == args.steps else f" over the first {n} steps"
+        print(
+            f"{backend}: {rebuilt_seconds / n * 1e3:.2f} ms/step rebuilding the graph each step"
+            f"{steps}, losses {'identical' if same else 'DIFFERENT'}: compiled "
+            f"{rebuilt_seconds / n / per_step:.1f}x faster than rebuilding the graph each step"
+        )
     if backend == "cpp":
         n = min(args.steps, 5)
         *_, pure_history, pure_seconds = run(n, args.seed, "pure", args.optimizer, None, args.steps)
-        same = pure_history == history[:n]
-        status = 0 if same else 1
+        same_as_pure = pure_history == history[:n]
+        same = same and same_as_pure
         print(
             f"pure: {pure_seconds / n * 1e3:.1f} ms/step over the first {n} steps, losses "
-            f"{'identical' if same else 'DIFFERENT'}: C++ speed-up "
-            f"{pure_seconds / n / per_step:.1f}x"
+            f"{'identical' if same_as_pure else 'DIFFERENT'}: "
+            f"{'compiled ' if args.compiled else ''}C++ speed-up {pure_seconds / n / per_step:.1f}x"
         )
+    status = 0 if same else 1
     if args.plot:
         plot_decision_boundary(model, X, y, args.plot)
         print(f"decision boundary saved to {args.plot}")

@@ -14,13 +14,28 @@ def svm_loss(model, X, y, alpha=1e-4):
     params = model.parameters()
     Value = type(params[0]) if params else engine.Value
     inputs = [list(map(Value, xrow)) for xrow in X]
+    total_loss, scores = svm_loss_graph(model, inputs, y, alpha)
+    return total_loss, accuracy(scores, y)
+
+
+def svm_loss_graph(model, inputs, y, alpha=1e-4):
+    """svm_loss's graph over inputs that are already Values: (loss, scores).
+
+    The scores are the model's outputs, nodes of the loss graph: after a compiled loss replays
+    (micrograd_cpp.compile), they hold the new scores, for accuracy(scores, y).
+    """
+    params = model.parameters()
     scores = list(map(model, inputs))
     losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
     data_loss = ops.sum(losses) * (1.0 / len(losses))
     reg_loss = alpha * ops.dot(params, params)  # sum((p*p for p in model.parameters()))
-    total_loss = data_loss + reg_loss
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
-    return total_loss, float(sum(accuracy) / len(accuracy))
+    return data_loss + reg_loss, scores
+
+
+def accuracy(scores, y):
+    """The fraction of scores (Values) with the sign of their label (-1 or 1)."""
+    hits = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    return float(sum(hits) / len(hits))
 
 
 def mse(preds, targets):

@@ -148,6 +148,10 @@ class Value:
     def _backward(self, fn):
         self._custom_backward = fn
 
+    @_backward.deleter
+    def _backward(self):
+        self._custom_backward = None
+
     @staticmethod
     def _node(data, children, op, rule, exponent=None):
         out = object.__new__(Value)

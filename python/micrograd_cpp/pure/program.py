@@ -26,6 +26,8 @@ class Program:
             for n in order
         ]
         self._leaves = [i for i, operands in enumerate(self._operands) if operands is None]
+        # each node's op as compiled: re-initialising a node later does not change the program
+        self._rules = [(node._rule, node._exponent) for node in order]
         self._data = [node.data for node in order]  # the values backward() differentiates at
 
     @property
@@ -47,7 +49,8 @@ class Program:
             if operands is None:
                 continue
             a, b = operands
-            node.data = data[i] = _forward(node._rule, data[a], data[b], node._exponent)
+            rule, exponent = self._rules[i]
+            node.data = data[i] = _forward(rule, data[a], data[b], exponent)
             node.grad = 0.0
 
     def backward(self):
@@ -61,8 +64,8 @@ class Program:
                 if operands is None:
                     continue
                 a, b = operands
-                node = order[i]
-                da, db = _gradient(node._rule, data[i], grads[i], node._exponent, data[a], data[b])
+                rule, exponent = self._rules[i]
+                da, db = _gradient(rule, data[i], grads[i], exponent, data[a], data[b])
                 grads[a] += da
                 if db is not None:
                     grads[b] += db
