@@ -76,6 +76,15 @@ Partial combine(Partial left, Partial right, NodeOp op, ConstantOp constant_op,
 
 // sum((ai*bi for ai, bi in zip(a, b)), start), or with b null sum(a, start).
 PyObject* reduce(PyObject* a, PyObject* b, PyObject* start) {
+    // As Python's sum() does: strings are joined, not summed.
+    const char* refused = PyUnicode_Check(start)     ? "strings [use ''.join(seq) instead]"
+                          : PyBytes_Check(start)     ? "bytes [use b''.join(seq) instead]"
+                          : PyByteArray_Check(start) ? "bytearray [use b''.join(seq) instead]"
+                                                     : nullptr;
+    if (refused) {
+        PyErr_Format(PyExc_TypeError, "sum() can't sum %s", refused);
+        return nullptr;
+    }
     PyObject* ita = PyObject_GetIter(a);
     if (!ita) return nullptr;
     PyObject* itb = b ? PyObject_GetIter(b) : nullptr;

@@ -165,9 +165,10 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     n->data = x;
     n->grad = 0.0;
     n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
-    // Re-initialising resets _op and _backward, as micrograd's __init__ does.
-    bool has_op = op && PyObject_IsTrue(op);
-    if (store(self, str_op, has_op ? op : nullptr) < 0) return -1;
+    // Re-initialising resets _op and _backward, as micrograd's __init__ does; _op is kept as
+    // given (the default '' need not be stored).
+    const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
+    if (store(self, str_op, default_op ? nullptr : op) < 0) return -1;
     if (store(self, str_backward, nullptr) < 0) return -1;
     if (label && (PyObject_IsTrue(label) || as_value(self)->dict)) {
         if (store(self, str_label, label) < 0) return -1;
@@ -513,7 +514,8 @@ PyObject* value_sub(PyObject* a, PyObject* b) {
 
 // other ** -1 for a number, as Python computes it for that number's type.
 bool reciprocal(PyObject* number, double* out) {
-    if (PyFloat_Check(number) || PyLong_Check(number)) {
+    // A float or int subclass (numpy's float64 is one) has its own **: ask it.
+    if (PyFloat_CheckExact(number) || PyLong_CheckExact(number) || PyBool_Check(number)) {
         double x;
         if (!to_double(number, &x)) return false;
         Status s = py_pow(x, -1.0, out);
@@ -582,7 +584,7 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
         return nullptr;
     }
     bool label_is_lazy = PyFloat_CheckExact(b);
-    if (PyLong_CheckExact(b) && std::fabs(e) <= 9007199254740992.0) {  // 2**53: exact in a double
+    if (PyLong_CheckExact(b) && std::fabs(e) < 9007199254740992.0) {  // below 2**53: exact
         n->flags |= exponent_is_int;
         label_is_lazy = true;
     }

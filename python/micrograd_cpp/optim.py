@@ -14,8 +14,17 @@ import math
 from . import ops
 
 
+def _check(name, value, low=0.0, below=None):
+    """torch.optim's argument checks: a ValueError now rather than a bad step later."""
+    x = float(value)
+    if not (x >= low and (below is None or x < below)):
+        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"Invalid {name}: {value} (must be {bound})")
+
+
 class _Optimizer:
     def __init__(self, params, lr):
+        _check("learning rate", lr)
         self.params = list(params)
         self.lr = lr
         self.t = 0  # steps taken
@@ -38,16 +47,19 @@ class SGD(_Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr)
+        _check("momentum value", momentum)
+        _check("weight_decay value", weight_decay)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.buf = [0.0] * len(self.params)  # momentum buffers
 
     def step(self):
         self.t += 1
         if self._core_step is not None:
-            args = (self.lr, self.momentum, self.weight_decay)
+            args = (float(self.lr), float(self.momentum), float(self.weight_decay))
             self._core_step(self.params, self.buf, self.t, *args)
             return
-        lr, mu, wd, buf = self.lr, self.momentum, self.weight_decay, self.buf
+        lr, mu, wd = float(self.lr), float(self.momentum), float(self.weight_decay)
+        buf = self.buf
         for i, p in enumerate(self.params):
             g = p.grad
             if wd != 0:
@@ -68,13 +80,18 @@ class AdamW(_Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr)
+        _check("epsilon value", eps)
+        _check("beta parameter at index 0", betas[0], below=1.0)
+        _check("beta parameter at index 1", betas[1], below=1.0)
+        _check("weight_decay value", weight_decay)
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
         self.m = [0.0] * len(self.params)  # first moments
         self.v = [0.0] * len(self.params)  # second moments
 
     def step(self):
         self.t += 1
-        lr, (beta1, beta2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
+        lr, eps, wd = float(self.lr), float(self.eps), float(self.weight_decay)
+        beta1, beta2 = (float(beta) for beta in self.betas)
         if self._core_step is not None:
             self._core_step(self.params, self.m, self.v, self.t, lr, beta1, beta2, eps, wd)
             return

@@ -13,13 +13,27 @@ import sys
 
 
 def _as_float(x):
-    """Convert like the C API's PyFloat_AsDouble: __float__, else __index__; never a string."""
-    if type(x) is float:
-        return x
+    """Convert like the C API's PyFloat_AsDouble (as Value(x) does): a float's own value, else
+    __float__, else __index__; never a string."""
+    if isinstance(x, float):
+        return float.__float__(x)
     kind = type(x)
     if hasattr(kind, "__float__") or hasattr(kind, "__index__"):
         return float(x)
     raise TypeError(f"must be real number, not {kind.__name__}")
+
+
+def _operand_float(x):
+    """A number operand's value, as Python's float arithmetic reads it: a float's or an int's
+    own value (whatever its __float__ says), any other number's float()."""
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, int):
+        return int.__float__(x)
+    return _as_float(x)
+
+
+_BUILTIN = object()  # _custom_backward when the user assigned no _backward
 
 
 def _is_number(x):
@@ -126,9 +140,14 @@ class Value:
         for child in children:
             if not isinstance(child, Value):
                 raise TypeError(f"children must be Values, not {type(child).__name__}")
+        if children and getattr(self, "_children", None) is not None:  # re-initialised
+            for child in children:
+                if any(node is self for node in topological_order(child)):
+                    raise ValueError("a Value cannot be its own descendant")
         self._children = children
         self._op = _op
-        self._rule = self._exponent = self._custom_backward = None
+        self._rule = self._exponent = None
+        self._custom_backward = _BUILTIN
         if label:
             self.label = label
 
@@ -142,7 +161,7 @@ class Value:
     @property
     def _backward(self):
         fn = self._custom_backward
-        return self._local_rule if fn is None else fn
+        return self._local_rule if fn is _BUILTIN else fn
 
     @_backward.setter
     def _backward(self, fn):
@@ -150,13 +169,13 @@ class Value:
 
     @_backward.deleter
     def _backward(self):
-        self._custom_backward = None
+        self._custom_backward = _BUILTIN
 
     @staticmethod
     def _node(data, children, op, rule, exponent=None):
         out = object.__new__(Value)
         out._data, out._grad, out._children, out._op = data, 0.0, children, op
-        out._rule, out._exponent, out._custom_backward = rule, exponent, None
+        out._rule, out._exponent, out._custom_backward = rule, exponent, _BUILTIN
         return out
 
     def _clone(self, children):
@@ -207,14 +226,14 @@ class Value:
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("add", self, other)
-            other = Value(other)
+            other = Value._node(_operand_float(other), (), "", None)
         return Value._node(_forward("+", self.data, other.data, None), (self, other), "+", "+")
 
     def __mul__(self, other):
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("multiply", self, other)
-            other = Value(other)
+            other = Value._node(_operand_float(other), (), "", None)
         return Value._node(_forward("*", self.data, other.data, None), (self, other), "*", "*")
 
     def __pow__(self, other):
@@ -222,7 +241,7 @@ class Value:
             raise TypeError("only supporting int/float powers, not a Value exponent")
         if not _is_number(other):
             return _not_a_number("power", self, other)
-        e = _as_float(other)
+        e = _operand_float(other)
         return Value._node(_forward("**", self.data, None, e), (self,), f"**{other}", "**", e)
 
     def _unary(self, rule):

@@ -1,6 +1,6 @@
 """Graph replay in pure Python: the oracle of the C++ Program (micrograd_cpp.compile)."""
 
-from .engine import Value, _forward, _gradient, topological_order
+from .engine import _BUILTIN, Value, _forward, _gradient, topological_order
 
 
 class Program:
@@ -12,7 +12,7 @@ class Program:
             raise TypeError(f"compile() takes a Value, not {type(root).__name__}")
         order = topological_order(root)
         for node in order:
-            if node._custom_backward is not None or (node._children and node._rule is None):
+            if node._custom_backward is not _BUILTIN or (node._children and node._rule is None):
                 raise ValueError(
                     f"cannot compile a graph with a user-defined operation: node {node!r} "
                     f"(op {node._op!r}) has a Python _backward or a forward only Python knows; "
