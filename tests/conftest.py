@@ -9,6 +9,8 @@ from hypothesis import settings
 
 settings.register_profile("ci", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
+# Under AddressSanitizer every case is several times slower: fewer examples, the same tests.
+settings.register_profile("sanitize", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKENDS = ("cpp", "pure")

@@ -1,7 +1,7 @@
 """micrograd-cpp's C++ engine."""
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn, SupportsFloat, SupportsIndex
+from typing import Any, ClassVar, NoReturn, SupportsFloat, SupportsIndex
 
 from typing_extensions import Never, disjoint_base
 
@@ -11,6 +11,7 @@ _Number = SupportsFloat | SupportsIndex
 class Value:
     """stores a single scalar value and its gradient"""
 
+    __array_priority__: ClassVar[float]  # numpy defers its operators to Value's
     label: str
     data: float
     grad: float
@@ -46,6 +47,18 @@ class Value:
     def __deepcopy__(self, memo: dict[int, Any]) -> Value: ...
     def __reduce_ex__(self, protocol: SupportsIndex, /) -> NoReturn: ...  # Values don't pickle
 
+class Program:
+    """A graph frozen for replay: forward() recomputes it from its leaves, backward()
+    backpropagates it, without rebuilding it."""
+
+    @property
+    def root(self) -> Value: ...
+    def forward(self) -> None: ...
+    def backward(self) -> None: ...
+    def zero_grad(self) -> None: ...
+    def __len__(self) -> int: ...
+
+def compile(root: Value) -> Program: ...
 def topological_order(root: Value) -> list[Value]: ...
 def sum(values: Iterable[Any], start: Any = 0) -> Any: ...
 def dot(a: Iterable[Any], b: Iterable[Any], start: Any = 0) -> Any: ...

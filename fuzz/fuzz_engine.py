@@ -1,0 +1,537 @@
+"""Fuzzes the C++ engine against the pure-Python oracle with atheris.
+
+Each input decodes to a small program: leaves, operators between nodes and hostile operands
+(nan, inf, -0.0, subnormals, huge ints, bools, numpy scalars, Fractions, strings, None, objects
+whose __float__ raises, ...), user-made nodes whose Python `_backward` raises, recurses, rebuilds
+its own node or backpropagates another graph, attribute writes and deletions, re-initialisation,
+fused sum/dot/neuron, optimizer steps, graph replay (compile), copies, and backward passes. The
+program runs on both backends; every step must end the same way (the same exception type, or
+success), and in the end every node must have the same op, data, grad and children, bit for bit.
+A crash is a finding too.
+
+    python fuzz/fuzz_engine.py -max_total_time=60 [corpus dir]   # see scripts/fuzz.sh
+    python fuzz/fuzz_engine.py crash-<hash>                      # replay one input
+    python fuzz/fuzz_engine.py --print crash-<hash>              # print its program
+    python fuzz/fuzz_engine.py --replay 1000 [files or dirs]     # no libFuzzer: sanitizers
+
+Coverage guidance comes from the oracle's Python code, whose branches mirror the engine's.
+"""
+
+import builtins
+import copy
+import math
+import numbers
+import sys
+from fractions import Fraction
+
+import atheris
+import micrograd_cpp.pure.engine as pure
+import numpy as np
+from micrograd_cpp import _core, optim, program
+
+np.seterr(all="ignore")  # numpy scalars overflow and divide by zero on purpose
+BACKENDS = (_core.Value, pure.Value)
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile operands
+
+
+class FuzzError(Exception):
+    """Raised by user code (a _backward, a __float__) on purpose."""
+
+
+class BadFloat:
+    """Not a number, with a __float__ that raises."""
+
+    def __float__(self):
+        raise FuzzError("__float__")
+
+    def __repr__(self):
+        return "BadFloat()"
+
+
+class BadReal(BadFloat):
+    """A numbers.Real (registered) whose __float__ raises."""
+
+    def __repr__(self):
+        return "BadReal()"
+
+
+numbers.Real.register(BadReal)
+
+
+class OddFloat(float):
+    """A float whose __float__ disagrees with its value."""
+
+    def __float__(self):
+        return 42.0
+
+    def __repr__(self):
+        return f"OddFloat({float.__repr__(self)})"
+
+
+class OddInt(int):
+    """An int whose __float__ and __index__ disagree with its value."""
+
+    def __float__(self):
+        return 42.0
+
+    def __index__(self):
+        return 42
+
+    def __repr__(self):
+        return f"OddInt({int.__repr__(self)})"
+
+
+class Named:
+    """An object with a fixed repr, so that printed programs can be read."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+SPECIAL = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    2.0,
+    math.inf,
+    -math.inf,
+    math.nan,
+    -math.nan,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    2.225073858507201e-308,  # largest subnormal
+    1.7976931348623157e308,
+    709.782712893384,  # exp overflows just above
+    710.0,
+    1e-320,
+    0,
+    1,
+    -1,
+    2,
+    3,
+    -2,
+    True,
+    False,
+    2**53 + 1,
+    2**63,
+    -(2**64) - 1,
+    2**1023 * 2 - 1,  # too large for a float: OverflowError
+    10**400,
+    Fraction(1, 3),
+    Fraction(-7, 2),
+    np.float64(-0.0),
+    np.float64(math.nan),
+    np.float32(0.1),
+    np.float32(math.inf),
+    np.float16(65504),
+    np.int64(-(2**63)),
+    np.int32(7),
+    np.uint8(255),
+    np.longdouble(1.5),
+]
+WRONG = ["1", "", None, 1j, complex(2, 0), [1.0], (), Named("object()"), BadFloat(), BadReal()]
+WRONG += [np.bool_(True), np.array(2.0), np.array([1.0, 2.0])]
+ODD = [OddFloat(1.5), OddInt(3)]
+
+
+def number(fdp, wrong_types=True):
+    """A hostile operand: mostly numbers, sometimes something that is not one."""
+    k = fdp.ConsumeIntInRange(0, 9)
+    if k <= 3:
+        return fdp.PickValueInList(SPECIAL)
+    if k == 4:
+        return fdp.ConsumeFloat()  # any double: nan payloads, subnormals, infinities
+    if k == 5:
+        return fdp.ConsumeRegularFloat()
+    if k == 6:
+        return fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 160))  # up to 1280-bit ints
+    if k == 7:
+        return fdp.ConsumeFloatInRange(-4.0, 4.0)
+    if k == 8 and wrong_types:
+        if fdp.ConsumeIntInRange(0, 3) == 0:
+            return fdp.PickValueInList(ODD)
+        return fdp.PickValueInList(WRONG)
+    return fdp.ConsumeIntInRange(-8, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# programs: tuples of plain data (operands are ("n", index) for a node, ("c", x) for a constant)
+
+BINARY = ["+", "-", "*", "/", "**"]
+UNARY = ["neg", "relu", "tanh", "exp", "log"]
+ATTRIBUTES = ["data", "grad", "label", "_backward"]
+# del v._op and del v._children differ still (tests/test_fuzz_regressions.py): add them here when
+# those tests pass
+DELETABLE = ["data", "grad", "label", "_backward"]
+RULES = [
+    "chain",  # micrograd's: each child's grad += weight * out.grad
+    "raise",  # raises FuzzError
+    "raise_value",  # raises ValueError
+    "nested",  # runs backward() from its first child
+    "rebuild",  # builds, backpropagates and drops a small graph
+    "write",  # writes a hostile number to its first child's grad
+    "reassign",  # replaces its own _backward
+    "reinit",  # re-initialises its own node with other children
+    "recurse",  # runs backward() from its own node: RecursionError
+    "not_callable",  # _backward is 5
+]
+
+
+REPLAY = ["forward", "backward", "zero_grad"]
+
+
+def operand(fdp):
+    if fdp.ConsumeIntInRange(0, 2):
+        return ("n", fdp.ConsumeIntInRange(-4, 255))
+    return ("c", number(fdp))
+
+
+def operands(fdp):
+    """Two operands, at least one of them a node (two numbers would test only Python)."""
+    x, y = operand(fdp), operand(fdp)
+    return (x, y) if "n" in (x[0], y[0]) else (x, ("n", -1))
+
+
+def node_ref(fdp):
+    return fdp.ConsumeIntInRange(-4, 255)
+
+
+def decode(data):
+    """The program an input encodes: (leaves, steps)."""
+    fdp = atheris.FuzzedDataProvider(data)
+    leaves = [number(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
+    steps = []
+    while fdp.remaining_bytes() and len(steps) < 48:
+        k = fdp.ConsumeIntInRange(0, 19)
+        if k <= 4:
+            steps.append(("bin", fdp.PickValueInList(BINARY), *operands(fdp)))
+        elif k <= 6:
+            steps.append(("unary", fdp.PickValueInList(UNARY), node_ref(fdp)))
+        elif k == 7:
+            kids = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(0, 4))]
+            op = fdp.PickValueInList(["custom", "", 0, None, "**2", 7])
+            steps.append(("custom", number(fdp), kids, op, fdp.PickValueInList(RULES)))
+        elif k == 8:
+            if fdp.ConsumeIntInRange(0, 3):
+                steps.append(("set", node_ref(fdp), fdp.PickValueInList(ATTRIBUTES), number(fdp)))
+            else:
+                steps.append(("del", node_ref(fdp), fdp.PickValueInList(DELETABLE)))
+        elif k == 9:
+            kids = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            steps.append(("init", node_ref(fdp), number(fdp), kids))
+        elif k == 10:
+            steps.append(("backward", node_ref(fdp)))
+        elif k == 11:
+            steps.append(("rule", node_ref(fdp)))
+        elif k == 12:
+            items = [operand(fdp) for _ in range(fdp.ConsumeIntInRange(0, 6))]
+            steps.append(("sum", items, operand(fdp)))
+        elif k == 13:
+            n = fdp.ConsumeIntInRange(0, 5)
+            a = [operand(fdp) for _ in range(n)]
+            b = [operand(fdp) for _ in range(n + fdp.ConsumeIntInRange(-1, 1))]
+            steps.append(("dot", a, b, operand(fdp), fdp.ConsumeBool()))
+        elif k == 14:
+            params = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
+            settings = [number(fdp, wrong_types=False) for _ in range(3)]
+            steps.append(("optim", fdp.PickValueInList(["sgd", "adamw"]), params, settings))
+        elif k == 15:
+            steps.append(("copy", node_ref(fdp), fdp.ConsumeBool()))
+        elif k == 16:
+            steps.append(("read", node_ref(fdp)))
+        elif k == 17:
+            n = fdp.ConsumeIntInRange(0, 4)
+            w = [operand(fdp) for _ in range(n)]
+            x = [operand(fdp) for _ in range(n + fdp.ConsumeIntInRange(-1, 1))]
+            steps.append(("neuron", w, operand(fdp), x, fdp.PickValueInList([True, False, 0, 1])))
+        elif k == 18:
+            calls = [fdp.PickValueInList(REPLAY) for _ in range(fdp.ConsumeIntInRange(0, 6))]
+            writes = [(node_ref(fdp), number(fdp)) for _ in range(fdp.ConsumeIntInRange(0, 2))]
+            steps.append(("compile", node_ref(fdp), calls, writes))
+        else:
+            steps.append(("drop", node_ref(fdp)))
+    return leaves, steps
+
+
+# ---------------------------------------------------------------------------------------------
+# running a program on one backend
+
+# Differences reported and not fixed yet, each a strict xfail in tests/test_fuzz_regressions.py:
+# the fuzzer steers clear of them, to find others. Remove an entry with its test's marker.
+KNOWN = {
+    "failed_reinit",  # __init__ refused (a cycle) still sets data and grad on the oracle
+}
+SKIPPED = object()
+
+
+def user_node(V, nodes, data, kids, op, rule):
+    """Value(data, kids, op) with a Python _backward of the given kind."""
+    out = V(data, kids, op)
+    weights = [0.5 + i for i in range(len(kids))]
+
+    def chain():
+        for w, k in zip(weights, kids):
+            k.grad += w * out.grad
+
+    def _backward():
+        if rule == "chain":
+            chain()
+        elif rule == "raise":
+            raise FuzzError("_backward")
+        elif rule == "raise_value":
+            chain()
+            raise ValueError("_backward")
+        elif rule == "nested" and kids:
+            kids[0].backward()
+        elif rule == "rebuild" and kids:
+            t = (kids[0] * 2.0 + out.data).tanh()  # not over out: no recursion
+            t.backward()
+            chain()
+        elif rule == "write" and kids:
+            kids[0].grad = data
+        elif rule == "reassign":
+            out._backward = chain
+        elif rule == "reinit":
+            out.__init__(out.data, kids[::-1], op)
+            chain()
+        elif rule == "recurse":
+            out.backward()
+
+    out._backward = 5 if rule == "not_callable" else _backward
+    return out
+
+
+def execute(V, leaves, steps):
+    """Run the program on backend V: (nodes, outcome of each step, reads)."""
+    nodes = []
+    outcomes = []
+    reads = []
+    vsum, vdot = (_core.sum, _core.dot) if V is _core.Value else (builtins.sum, None)
+
+    def node(i):
+        return nodes[i % len(nodes)]
+
+    def value(o):
+        return node(o[1]) if o[0] == "n" else o[1]
+
+    def run(step):
+        kind = step[0]
+        if kind == "leaf":
+            return V(step[1])
+        if not nodes:
+            return None
+        if kind == "bin":
+            x, y = value(step[2]), value(step[3])
+            op = step[1]
+            if op == "+":
+                return x + y
+            if op == "-":
+                return x - y
+            if op == "*":
+                return x * y
+            if op == "/":
+                return x / y
+            return x**y
+        if kind == "unary":
+            x = node(step[2])
+            return -x if step[1] == "neg" else getattr(x, step[1])()
+        if kind == "custom":
+            _, data, kids, op, rule = step
+            return user_node(V, nodes, data, [node(i) for i in kids], op, rule)
+        if kind == "set":
+            _, i, name, x = step
+            setattr(node(i), name, x)
+        elif kind == "del":
+            delattr(node(step[1]), step[2])
+        elif kind == "init":
+            _, i, data, kids = step
+            kids = [node(k) for k in kids]
+            if "failed_reinit" in KNOWN and any(n is node(i) for k in kids for n in order(V, k)):
+                return SKIPPED
+            node(i).__init__(data, kids)
+        elif kind == "backward":
+            node(step[1]).backward()
+        elif kind == "rule":
+            node(step[1])._backward()
+        elif kind == "sum":
+            return vsum([value(o) for o in step[1]], value(step[2]))
+        elif kind == "dot":
+            _, a, b, start, generators = step
+            a, b = [value(o) for o in a], [value(o) for o in b]
+            if generators:  # one-shot iterators instead of lists
+                a, b = iter(a), iter(b)
+            if vdot is not None:
+                return vdot(a, b, value(start))
+            return builtins.sum((x * y for x, y in zip(a, b)), value(start))
+        elif kind == "neuron":
+            _, w, b, x, nonlin = step
+            w, b, x = [value(o) for o in w], value(b), [value(o) for o in x]
+            if V is _core.Value:
+                return _core.neuron(w, b, x, nonlin)
+            act = builtins.sum((wi * xi for wi, xi in zip(w, x)), b)
+            return act.relu() if nonlin else act
+        elif kind == "compile":
+            # compile a graph, write to some nodes' data, then replay it
+            _, i, calls, writes = step
+            prog = program.compile(node(i))
+            for j, x in writes:
+                node(j).data = x
+            for call in calls:
+                getattr(prog, call)()
+            return len(prog)
+        elif kind == "optim":
+            _, name, params, (lr, x, y) = step
+            params = [node(i) for i in params]
+            if name == "sgd":
+                opt = optim.SGD(params, lr=lr, momentum=x, weight_decay=y)
+            else:
+                opt = optim.AdamW(params, lr=lr, betas=(0.9, x), weight_decay=y)
+            opt.step()
+            opt.step()
+        elif kind == "copy":
+            _, i, deep = step
+            return copy.deepcopy(node(i)) if deep else copy.copy(node(i))
+        elif kind == "read":
+            x = node(step[1])
+            index = {id(n): j for j, n in enumerate(nodes)}
+            kids = [index.get(id(k), -1) for k in x._children]
+            prev = sorted(index.get(id(k), -1) for k in x._prev)
+            topo = [index.get(id(k), -1) for k in order(V, x)]
+            reads.append((kids, prev, topo, show(x._op), repr(x), show(x.label)))
+        elif kind == "drop":
+            del nodes[step[1] % len(nodes)]
+        return None
+
+    for step in [("leaf", x) for x in leaves] + steps:
+        try:
+            out = run(step)
+        except Exception as e:
+            outcomes.append(type(e).__name__)
+            continue
+        if out is SKIPPED:
+            outcomes.append("skipped")
+        elif isinstance(out, V):
+            nodes.append(out)
+            outcomes.append("ok")
+        else:  # None, or the number that sum() or dot() of numbers alone gives
+            outcomes.append("ok" if out is None else f"ok {bits(out)}")
+    return nodes, outcomes, reads
+
+
+def order(V, root):
+    return (_core if V is _core.Value else pure).topological_order(root)
+
+
+def bits(x):
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else float.hex(x)
+    return f"{type(x).__name__}:{x!r}"
+
+
+def show(x):
+    return repr(x) if isinstance(x, (str, int, float, type(None))) else type(x).__name__
+
+
+def describe(nodes):
+    """Every node's type, op, data, grad and children (indices, or a summary of unlisted ones)."""
+    index = {id(n): i for i, n in enumerate(nodes)}
+
+    def child(k):
+        i = index.get(id(k))
+        return (i,) if i is not None else (-1, show(k._op), bits(k.data), bits(k.grad))
+
+    def one(n):
+        try:
+            op = show(n._op)
+        except Exception as e:
+            op = f"raises {type(e).__name__}"
+        kids = tuple(child(k) for k in n._children)
+        return (type(n).__name__, op, bits(n.data), bits(n.grad), kids)
+
+    return [one(n) for n in nodes]
+
+
+# ---------------------------------------------------------------------------------------------
+# the target
+
+
+def compare(leaves, steps):
+    """Run a program on both backends and raise AssertionError where they disagree."""
+    sys.setrecursionlimit(300)  # a recursing _backward fails fast, the same way on both
+    (cpp, cpp_out, cpp_reads), (ref, ref_out, ref_reads) = (
+        execute(V, leaves, steps) for V in BACKENDS
+    )
+    labels = [("leaf", x) for x in leaves] + steps
+    for i, (c, r) in enumerate(zip(cpp_out, ref_out)):
+        assert c == r, f"step {i} {labels[i]!r}: C++ {c}, oracle {r}"
+    assert cpp_reads == ref_reads, f"reads differ:\n{cpp_reads}\n{ref_reads}"
+    c, r = describe(cpp), describe(ref)
+    for i, (x, y) in enumerate(zip(c, r)):
+        assert x == y, f"node {i}: C++ {x}, oracle {y}"
+    assert len(c) == len(r)
+
+
+def test_one_input(data):
+    compare(*decode(data))
+
+
+def print_program(path):
+    with open(path, "rb") as f:
+        leaves, steps = decode(f.read())
+    print("leaves =", leaves)
+    print("steps = [")
+    for s in steps:
+        print(f"    {s!r},")
+    print("]")
+
+
+def replay(paths, random_inputs):
+    """Run the inputs in these files and folders, then random_inputs random ones (seeded), in
+    this process and without libFuzzer: for the sanitizer build, whose runtime would take over
+    libFuzzer's coverage hooks."""
+    import random
+    from pathlib import Path
+
+    files = [f for p in map(Path, paths) for f in (sorted(p.iterdir()) if p.is_dir() else [p])]
+    for f in files:
+        try:
+            test_one_input(f.read_bytes())
+        except Exception:
+            print(f"finding: {f}", file=sys.stderr)
+            raise
+    rng = random.Random(0)
+    for _ in range(random_inputs):
+        data = rng.randbytes(rng.choice([16, 64, 256, 1024]))
+        try:
+            test_one_input(data)
+        except Exception:
+            print(f"finding: {data!r}", file=sys.stderr)
+            raise
+    print(f"{len(files)} inputs replayed and {random_inputs} random ones run: no finding")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--print":
+        print_program(sys.argv[2])
+        return
+    if len(sys.argv) >= 3 and sys.argv[1] == "--replay":
+        replay(sys.argv[3:], int(sys.argv[2]))
+        return
+    atheris.Setup(sys.argv, test_one_input)
+    # Coverage of the harness and of the oracle's Python code (instrument_imports would miss an
+    # editable install, whose import hook it does not see through).
+    atheris.instrument_all()
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
