@@ -3,6 +3,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#ifdef _MSC_VER
+#include <intrin.h>
+#include <malloc.h>
+#endif
 
 namespace mg {
 
@@ -40,8 +44,26 @@ static_assert(sizeof(Node) <= slot_bytes, "a node must fit its slot");
 Block* current = nullptr;     // where nodes are allocated now
 Block* with_space = nullptr;  // other blocks with free slots, most recently freed into first
 
+void* aligned_block() {
+#ifdef _MSC_VER
+    return _aligned_malloc(block_bytes, block_bytes);
+#else
+    return std::aligned_alloc(block_bytes, block_bytes);
+#endif
+}
+
+std::uint32_t lowest_set_bit(std::uint64_t bits) {
+#ifdef _MSC_VER
+    unsigned long index;
+    _BitScanForward64(&index, bits);
+    return static_cast<std::uint32_t>(index);
+#else
+    return static_cast<std::uint32_t>(__builtin_ctzll(bits));
+#endif
+}
+
 Block* new_block() {
-    void* memory = std::aligned_alloc(block_bytes, block_bytes);
+    void* memory = aligned_block();
     if (!memory) throw std::bad_alloc();
     auto* b = static_cast<Block*>(memory);
     for (std::uint64_t& word : b->free_bits) word = ~std::uint64_t{0};
@@ -72,7 +94,7 @@ Node* allocate_node() {
     std::uint32_t w = current->first_word;
     while (current->free_bits[w] == 0) ++w;
     const std::uint64_t bits = current->free_bits[w];
-    const auto bit = static_cast<std::uint32_t>(__builtin_ctzll(bits));
+    const std::uint32_t bit = lowest_set_bit(bits);
     current->free_bits[w] = bits & (bits - 1);
     current->first_word = w;
     --current->free_count;

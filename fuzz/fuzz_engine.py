@@ -267,9 +267,7 @@ def decode(data):
 
 # Differences reported and not fixed yet, each a strict xfail in tests/test_fuzz_regressions.py:
 # the fuzzer steers clear of them, to find others. Remove an entry with its test's marker.
-KNOWN = {
-    "failed_reinit",  # __init__ refused (a cycle) still sets data and grad on the oracle
-}
+KNOWN: set[str] = set()
 SKIPPED = object()
 
 

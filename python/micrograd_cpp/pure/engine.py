@@ -134,8 +134,8 @@ class Value:
     __array_priority__ = 1000.0
 
     def __init__(self, data, _children=(), _op="", label=""):
-        self._data = _as_float(data)
-        self._grad = 0.0
+        # Check everything first: a failed (re-)initialisation changes nothing.
+        data = _as_float(data)
         children = tuple(_children)
         for child in children:
             if not isinstance(child, Value):
@@ -144,6 +144,7 @@ class Value:
             for child in children:
                 if any(node is self for node in topological_order(child)):
                     raise ValueError("a Value cannot be its own descendant")
+        self._data, self._grad = data, 0.0
         self._children = children
         self._op = _op
         self._rule = self._exponent = None
