@@ -2,7 +2,6 @@
 
 import gc
 import math
-import os
 import random
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import cpp_nn
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -50,17 +50,6 @@ NOTEBOOK_ACCURACIES = [
     93,
 ]
 NOTEBOOK_LAST_LOSS = 0.010978370135492717
-
-
-def cpp_nn():
-    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
-    from micrograd_cpp import demo, nn
-
-    if not demo.cpp_available():
-        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
-            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
-        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
-    return nn
 
 
 def notebook(MLP, Value, steps=STEPS):

@@ -1,11 +1,11 @@
 """micrograd_cpp.nn against micrograd's nn: parameters, reprs, calls, graphs and results."""
 
-import os
 import random
 import warnings
 
 import numpy as np
 import pytest
+from helpers import cpp_nn, graph
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -13,33 +13,10 @@ with warnings.catch_warnings():  # without the extension the package warns; the 
     from micrograd_cpp.pure.engine import Value as PureValue
 
 
-def cpp_nn():
-    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
-    from micrograd_cpp import demo, nn
-
-    if not demo.cpp_available():
-        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
-            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
-        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
-    return nn
-
-
 @pytest.fixture(scope="module", params=["cpp", "pure"])
 def nn(request):
     """The nn module under test: micrograd_cpp.nn (on the C++ engine), or the oracle's."""
     return pure_nn if request.param == "pure" else cpp_nn()
-
-
-def graph(root):
-    """Every node under root as (op, data, grad, positions of its children), in a fixed order."""
-    order, index, stack = [], {}, [root]
-    while stack:
-        v = stack.pop()
-        if id(v) not in index:
-            index[id(v)] = len(order)
-            order.append(v)
-            stack.extend(reversed(v._children))
-    return [(v._op, v.data, v.grad, tuple(index[id(c)] for c in v._children)) for v in order]
 
 
 def build(nn_module, seed, *args):

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import graph
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,18 +14,6 @@ with warnings.catch_warnings():  # without the extension the package warns; the 
     from micrograd_cpp.pure.engine import Value as PureValue
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)
-
-
-def graph(root):
-    """Every node under root as (op, data, grad, positions of its children), in a fixed order."""
-    order, index, stack = [], {}, [root]
-    while stack:
-        v = stack.pop()
-        if id(v) not in index:
-            index[id(v)] = len(order)
-            order.append(v)
-            stack.extend(reversed(v._children))
-    return [(v._op, v.data, v.grad, tuple(index[id(c)] for c in v._children)) for v in order]
 
 
 def same_graph(backend, fused, plain):

@@ -17,6 +17,7 @@ import textwrap
 import warnings
 
 import pytest
+from helpers import cpp_nn
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,17 +68,6 @@ def outcome(fn, *args):
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return "ok"
-
-
-def cpp_nn():
-    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
-    from micrograd_cpp import demo, nn
-
-    if not demo.cpp_available():
-        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
-            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
-        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
-    return nn
 
 
 def nn_of(V):

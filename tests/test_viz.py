@@ -1,6 +1,5 @@
 """trace and draw_dot: micrograd's trace_graph.ipynb, without recursion."""
 
-import os
 import random
 import re
 import sys
@@ -8,6 +7,7 @@ import warnings
 from collections import Counter
 
 import pytest
+from helpers import cpp_nn
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -53,17 +53,6 @@ def test_trace_of_upstream_micrograd_values():
     _, y = simple(engine.Value)
     nodes, edges = viz.trace(y)
     assert len(nodes) == 6 and len(edges) == 5
-
-
-def cpp_nn():
-    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
-    from micrograd_cpp import demo, nn
-
-    if not demo.cpp_available():
-        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
-            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
-        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
-    return nn
 
 
 def parse(dot):

@@ -1,0 +1,28 @@
+"""Helpers shared by the test modules (imported as `helpers`: pytest puts tests/ on the path)."""
+
+import os
+
+import pytest
+
+
+def cpp_nn():
+    """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
+    from micrograd_cpp import demo, nn
+
+    if not demo.cpp_available():
+        if os.environ.get("MICROGRAD_CPP_BACKEND") == "pure":
+            pytest.skip("MICROGRAD_CPP_BACKEND=pure: micrograd_cpp.nn runs on the oracle")
+        pytest.fail("micrograd_cpp.nn is not running on the C++ engine: the extension did not load")
+    return nn
+
+
+def graph(root):
+    """Every node under root as (op, data, grad, positions of its children), in a fixed order."""
+    order, index, stack = [], {}, [root]
+    while stack:
+        v = stack.pop()
+        if id(v) not in index:
+            index[id(v)] = len(order)
+            order.append(v)
+            stack.extend(reversed(v._children))
+    return [(v._op, v.data, v.grad, tuple(index[id(c)] for c in v._children)) for v in order]
