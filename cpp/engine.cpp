@@ -7,6 +7,8 @@ namespace mg {
 
 Hooks hooks;
 std::uint64_t inner_grad_writes = 0;
+Program* unsettled_program = nullptr;
+std::uint64_t exposures = 0;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
 
@@ -269,6 +271,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
 // Backward
 
 void topological_order(Node* root, std::vector<Node*>& order) {
+    settle();
     std::vector<Frame> stack;
     topological_order_with(root, order, stack);
 }
@@ -284,17 +287,23 @@ inline Status builtin_rule(Node* n) {
 }
 
 inline Status local_rule(Node* n) {
-    if (n->flags & has_python_backward) return hooks.run_python_backward(n);
+    if (n->flags & has_python_backward) {
+        const Status status = hooks.run_python_backward(n);
+        settle();  // the user's code may have replayed a program
+        return status;
+    }
     return builtin_rule(n);
 }
 
 }  // namespace
 
 Status apply_local_rule(Node* n) {
+    settle();
     ++inner_grad_writes;
     return local_rule(n);
 }
 Status apply_builtin_rule(Node* n) {
+    settle();
     ++inner_grad_writes;
     return builtin_rule(n);
 }
@@ -308,6 +317,7 @@ Status backward(Node* root) {
     std::vector<Frame>& stack = nested ? own_stack : shared_stack;
     shared_stack_busy = true;
 
+    settle();
     const std::uint8_t flags = topological_order_with(root, order, stack);
     ++inner_grad_writes;
     root->grad = 1.0;

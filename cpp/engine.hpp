@@ -113,4 +113,24 @@ Status backward(Node* root);
 // (backward, a local rule, a user's assignment), so a Program knows when it must re-read them.
 extern std::uint64_t inner_grad_writes;
 
+// Note [Deferred stores]
+// A Program's replay stores its results at once only in the nodes that have a Python object, the
+// ones a user can read; the others (most of a network: the fused layers make them) keep theirs
+// in the program's arrays. At most one program is unsettled like this. Anything else that reads
+// or writes nodes by walking the graph calls settle() first, which stores them, and the binding
+// calls expose() before it gives a node a Python object, so the program stores it at once from
+// then on.
+class Program;
+extern Program* unsettled_program;
+void settle_program();  // stores the unsettled program's deferred results
+inline void settle() {
+    if (unsettled_program) settle_program();
+}
+// Counts the nodes given a Python object after they were made.
+extern std::uint64_t exposures;
+inline void expose() {
+    settle();
+    ++exposures;
+}
+
 }  // namespace mg

@@ -1,5 +1,7 @@
 #include "program.hpp"
 
+#include <algorithm>
+
 #include "rules.hpp"
 
 namespace mg {
@@ -9,6 +11,121 @@ namespace {
 // While compiling, a node's mark holds its index with this bit set. Traversal marks count up
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
+
+// Ops whose forward or local rule can raise.
+bool can_fail(Op op) { return op == Op::pow || op == Op::exp || op == Op::log; }
+
+// The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
+// op, then micrograd's order. first and second are the operands' indices in `order`.
+std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
+                                      const std::vector<std::uint32_t>& first,
+                                      const std::vector<std::uint32_t>& second) {
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> rules;  // micrograd's order: the root first
+    bool keep_order = false;
+    for (std::size_t i = count; i-- > 0;) {
+        if (order[i]->op == Op::leaf) continue;
+        rules.push_back(static_cast<std::uint32_t>(i));
+        keep_order |= can_fail(order[i]->op);
+    }
+    if (keep_order) return rules;
+
+    // key: level, then op. writer[k] is the level of the last rule so far that added to k's grad.
+    std::vector<std::uint64_t> key(count, 0);
+    std::vector<std::uint32_t> writer(count, 0);
+    for (std::uint32_t i : rules) {
+        const std::uint32_t a = first[i], b = second[i];
+        const std::uint32_t level = std::max({writer[i], writer[a], writer[b]}) + 1;
+        writer[a] = writer[b] = level;
+        key[i] = std::uint64_t{level} << 8 | static_cast<std::uint8_t>(order[i]->op);
+    }
+    std::stable_sort(rules.begin(), rules.end(),
+                     [&](std::uint32_t x, std::uint32_t y) { return key[x] < key[y]; });
+    return rules;
+}
+
+// A program's arrays, as the passes below use them.
+struct Arrays {
+    const std::uint32_t* first;
+    const std::uint32_t* second;
+    const double* exponent;
+    double* data;
+    double* grad;
+};
+
+// Passes over the slots [begin, end) of one op: forward from begin, backward from end. Each
+// returns the slot that failed (with *status set) or, if none did, the slot it stopped at.
+// Compiled once per op, the loop has no branch on the op.
+template <Op op>
+std::size_t forward_run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+    for (std::size_t s = begin; s < end; ++s) {
+        double out;
+        *status = forward_value(op, t.data[t.first[s]], t.data[t.second[s]], t.exponent[s], &out);
+        if (*status != Status::ok) return s;
+        t.data[s] = out;
+        t.grad[s] = 0.0;  // as in a rebuilt graph
+    }
+    return end;
+}
+
+template <Op op>
+std::size_t backward_run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+    for (std::size_t s = end; s-- > begin;) {
+        const std::uint32_t a = t.first[s], b = t.second[s];
+        *status = accumulate_gradient(op, t.data[s], t.grad[s], t.exponent[s], t.data[a], t.data[b],
+                                      &t.grad[a], &t.grad[b]);
+        if (*status != Status::ok) return s;
+    }
+    return begin;
+}
+
+std::size_t forward_run(Op op, const Arrays& t, std::size_t begin, std::size_t end,
+                        Status* status) {
+    switch (op) {
+        case Op::add:
+            return forward_run<Op::add>(t, begin, end, status);
+        case Op::mul:
+            return forward_run<Op::mul>(t, begin, end, status);
+        case Op::pow:
+            return forward_run<Op::pow>(t, begin, end, status);
+        case Op::relu:
+            return forward_run<Op::relu>(t, begin, end, status);
+        case Op::tanh:
+            return forward_run<Op::tanh>(t, begin, end, status);
+        case Op::exp:
+            return forward_run<Op::exp>(t, begin, end, status);
+        case Op::log:
+            return forward_run<Op::log>(t, begin, end, status);
+        case Op::leaf:
+        case Op::custom:
+            break;  // never in a run
+    }
+    return end;
+}
+
+std::size_t backward_run(Op op, const Arrays& t, std::size_t begin, std::size_t end,
+                         Status* status) {
+    switch (op) {
+        case Op::add:
+            return backward_run<Op::add>(t, begin, end, status);
+        case Op::mul:
+            return backward_run<Op::mul>(t, begin, end, status);
+        case Op::pow:
+            return backward_run<Op::pow>(t, begin, end, status);
+        case Op::relu:
+            return backward_run<Op::relu>(t, begin, end, status);
+        case Op::tanh:
+            return backward_run<Op::tanh>(t, begin, end, status);
+        case Op::exp:
+            return backward_run<Op::exp>(t, begin, end, status);
+        case Op::log:
+            return backward_run<Op::log>(t, begin, end, status);
+        case Op::leaf:
+        case Op::custom:
+            break;
+    }
+    return begin;
+}
 
 }  // namespace
 
@@ -22,97 +139,207 @@ Program* Program::compile(Node* root, Node** refused) {
         }
     }
 
-    auto* p = new Program();
+    // Operands by index in `order`.
     const std::size_t count = order.size();
+    std::vector<std::uint32_t> first(count, 0), second(count, 0);
+    for (std::size_t i = 0; i < count; ++i) order[i]->mark = index_tag | i;
+    for (std::size_t i = 0; i < count; ++i) {
+        Node* n = order[i];
+        if (n->op == Op::leaf) continue;
+        Node* a = n->operands.pair[0];
+        Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
+        first[i] = static_cast<std::uint32_t>(a->mark & ~index_tag);
+        second[i] = static_cast<std::uint32_t>(b->mark & ~index_tag);
+    }
+    for (Node* n : order) n->mark = 0;
+
+    // Slots: the leaves, then the rules from the last to the first (Note [Slots]).
+    std::vector<std::uint32_t> slot(count);
+    std::uint32_t next = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (order[i]->op == Op::leaf) slot[i] = next++;
+    }
+    const std::uint32_t leaves = next;
+    const std::vector<std::uint32_t> rules = rule_order(order, first, second);
+    for (std::size_t r = 0; r < rules.size(); ++r) {
+        slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
+    }
+
+    auto* p = new Program();
+    p->nodes_.resize(count);
     p->ops_.resize(count);
     p->first_.assign(count, 0);
     p->second_.assign(count, 0);
     p->exponent_.assign(count, 0.0);
     p->data_.resize(count);
     p->grad_.resize(count);
-    for (std::size_t i = 0; i < count; ++i) order[i]->mark = index_tag | i;
+    p->leaves_ = leaves;
     for (std::size_t i = 0; i < count; ++i) {
         Node* n = order[i];
+        const std::uint32_t s = slot[i];
         retain(n);
-        p->ops_[i] = n->op;
-        p->data_[i] = n->data;
-        p->grad_[i] = n->grad;
-        if (n->op == Op::leaf) {
-            p->leaves_.push_back(static_cast<std::uint32_t>(i));
-            continue;
-        }
-        Node* a = n->operands.pair[0];
-        Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
-        p->first_[i] = static_cast<std::uint32_t>(a->mark & ~index_tag);
-        p->second_[i] = static_cast<std::uint32_t>(b->mark & ~index_tag);
-        if (n->op == Op::pow) p->exponent_[i] = n->operands.pow.exponent;
+        p->nodes_[s] = n;
+        p->ops_[s] = n->op;
+        p->data_[s] = n->data;
+        p->grad_[s] = n->grad;
+        if (n->op == Op::leaf) continue;
+        p->first_[s] = slot[first[i]];
+        p->second_[s] = slot[second[i]];
+        if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
-    for (Node* n : order) n->mark = 0;
-    p->nodes_ = std::move(order);
+    for (std::size_t s = 0; s < count; ++s) {
+        if (p->nodes_[s]->handle) p->visible_.push_back(static_cast<std::uint32_t>(s));
+    }
+    for (std::size_t s = leaves; s < count; ++s) {
+        if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
+            p->runs_.push_back({p->ops_[s], static_cast<std::uint32_t>(s), 0});
+        }
+        p->runs_.back().end = static_cast<std::uint32_t>(s + 1);
+    }
+    p->visible_at_ = exposures;
     p->grads_read_at_ = inner_grad_writes;
     return p;
 }
 
 Program::~Program() {
+    settle();
     for (Node* n : nodes_) release(n);
 }
 
-Status Program::forward(std::size_t* failed) {
-    for (std::uint32_t i : leaves_) data_[i] = nodes_[i]->data;
-    const std::size_t count = nodes_.size();
-    Status status = Status::ok;
-    std::size_t i = 0;
-    for (; i < count; ++i) {
-        const Op op = ops_[i];
-        if (op == Op::leaf) continue;
-        status = forward_value(op, data_[first_[i]], data_[second_[i]], exponent_[i], &data_[i]);
-        if (status != Status::ok) break;
+void settle_program() { unsettled_program->settle(); }
+
+void Program::settle() {
+    if (unsettled_program != this) return;
+    // The nodes without a Python object are the ones left; none got one since (expose()).
+    for (std::size_t s = 0; s < nodes_.size(); ++s) {
+        Node* n = nodes_[s];
+        if (n->handle) continue;
+        if (holding_data_ && s >= leaves_) n->data = data_[s];
+        n->grad = grad_[s];
     }
-    // The nodes show the new values; as in a rebuilt graph, their grads start from zero.
-    for (std::size_t j = 0; j < i; ++j) {
-        Node* n = nodes_[j];
-        n->data = data_[j];
-        if (ops_[j] != Op::leaf) n->grad = grad_[j] = 0.0;
+    unsettled_program = nullptr;
+    grads_read_at_ = ++inner_grad_writes;
+}
+
+void Program::begin_pass() {
+    if (unsettled_program && unsettled_program != this) settle_program();
+    if (visible_at_ != exposures) {
+        visible_.clear();
+        for (std::size_t s = 0; s < nodes_.size(); ++s) {
+            if (nodes_[s]->handle) visible_.push_back(static_cast<std::uint32_t>(s));
+        }
+        visible_at_ = exposures;
     }
+}
+
+void Program::defer(bool holding_data) {
+    if (unsettled_program == this) {
+        holding_data_ = holding_data_ || holding_data;
+    } else {
+        unsettled_program = this;
+        holding_data_ = holding_data;
+    }
+    count_grad_writes();
+}
+
+void Program::count_grad_writes() {
     // Other programs over these nodes must re-read their grads; this one stays in step with
     // the nodes only if it was before (a grad set by hand past a failure is not in grad_).
     const bool in_step = grads_read_at_ == inner_grad_writes;
     ++inner_grad_writes;
     if (in_step) grads_read_at_ = inner_grad_writes;
-    if (status != Status::ok) *failed = i;
+}
+
+Status Program::forward() {
+    begin_pass();
+    const bool unsettled = unsettled_program == this;
+    const std::size_t count = nodes_.size();
+    for (std::size_t s = 0; s < leaves_; ++s) {
+        data_[s] = nodes_[s]->data;
+        // Settled, the nodes hold the leaves' grads; unsettled, grad_ does for the hidden ones.
+        if (!unsettled) grad_[s] = nodes_[s]->grad;
+    }
+    // Slots [leaves_, done) have their new values.
+    std::size_t done = leaves_;
+    Status status = Status::ok;
+    const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
+                        grad_.data()};
+    for (const Run& run : runs_) {
+        done = forward_run(run.op, arrays, run.begin, run.end, &status);
+        if (status != Status::ok) break;
+    }
+    if (status == Status::ok) {
+        for (std::uint32_t s : visible_) {
+            if (s < leaves_) continue;
+            nodes_[s]->data = data_[s];
+            nodes_[s]->grad = 0.0;
+        }
+        defer(true);
+        return status;
+    }
+
+    // Rare: store everything. The nodes before the failing one show their new values.
+    for (std::size_t s = 0; s < count; ++s) {
+        Node* n = nodes_[s];
+        if (s >= leaves_ && s < done) {
+            n->data = data_[s];
+            n->grad = 0.0;
+        } else if (unsettled && !n->handle) {
+            if (holding_data_ && s >= leaves_) n->data = data_[s];
+            n->grad = grad_[s];
+        }
+    }
+    if (unsettled) {
+        unsettled_program = nullptr;
+        grads_read_at_ = ++inner_grad_writes;
+    } else {
+        count_grad_writes();
+    }
     return status;
 }
 
-Status Program::backward(std::size_t* failed) {
+Status Program::backward() {
+    begin_pass();
+    const bool unsettled = unsettled_program == this;
     const std::size_t count = nodes_.size();
-    // Start from the nodes' grads. Only leaves' change between passes (zero_grad), unless
-    // something else wrote an inner node's grad since the program last stored them.
-    if (grads_read_at_ != inner_grad_writes) {
-        for (std::size_t j = 0; j < count; ++j) grad_[j] = nodes_[j]->grad;
-        grads_read_at_ = inner_grad_writes;
+    // Start from the nodes' grads. Those with a Python object may have been set since (zero_grad
+    // on the parameters); the others only by something that walked the graph, which counted
+    // in inner_grad_writes, unless grad_ holds them (unsettled).
+    if (!unsettled && grads_read_at_ != inner_grad_writes) {
+        for (std::size_t s = 0; s < count; ++s) grad_[s] = nodes_[s]->grad;
     } else {
-        for (std::uint32_t j : leaves_) grad_[j] = nodes_[j]->grad;
+        for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;
     }
-    grad_[count - 1] = 1.0;
+    grad_[count - 1] = 1.0;  // the root
     Status status = Status::ok;
-    std::size_t i = count;
-    while (i-- > 0) {
-        const std::uint32_t a = first_[i], b = second_[i];
-        status = accumulate_gradient(ops_[i], data_[i], grad_[i], exponent_[i], data_[a], data_[b],
-                                     &grad_[a], &grad_[b]);
-        if (status != Status::ok) {
-            *failed = i;
-            break;
-        }
+    const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
+                        grad_.data()};
+    for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
+        backward_run(run->op, arrays, run->begin, run->end, &status);
+        if (status != Status::ok) break;
     }
-    for (std::size_t j = 0; j < count; ++j) nodes_[j]->grad = grad_[j];
+    if (status == Status::ok) {
+        for (std::uint32_t s : visible_) nodes_[s]->grad = grad_[s];
+        defer(false);
+        return status;
+    }
+
+    // Rare: store every grad accumulated so far, as root.backward() would leave them.
+    for (std::size_t s = 0; s < count; ++s) {
+        Node* n = nodes_[s];
+        n->grad = grad_[s];
+        if (unsettled && holding_data_ && !n->handle && s >= leaves_) n->data = data_[s];
+    }
+    if (unsettled) unsettled_program = nullptr;
     grads_read_at_ = ++inner_grad_writes;
     return status;
 }
 
 void Program::zero_grad() {
-    for (std::size_t j = 0; j < nodes_.size(); ++j) nodes_[j]->grad = grad_[j] = 0.0;
-    grads_read_at_ = ++inner_grad_writes;
+    begin_pass();
+    std::fill(grad_.begin(), grad_.end(), 0.0);
+    for (std::uint32_t s : visible_) nodes_[s]->grad = 0.0;
+    defer(false);
 }
 
 }  // namespace mg

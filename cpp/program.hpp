@@ -23,32 +23,58 @@ class Program {
     Program(const Program&) = delete;
     Program& operator=(const Program&) = delete;
 
-    // Recomputes every non-leaf node from the leaves' current data, in topological order, and
-    // stores the results in the nodes; their grads restart at zero, as in a rebuilt graph. On a
-    // failure the nodes before the failing one hold their new values; *failed is its index.
-    Status forward(std::size_t* failed);
-    // root.backward() over the frozen order: the nodes' current grads, root grad 1, local rules
-    // in reverse order on the values of the last forward (or of compile time). On a failure the
-    // grads accumulated so far are stored, as root.backward() would leave them.
-    Status backward(std::size_t* failed);
+    // Recomputes every non-leaf node from the leaves' current data and stores the results in the
+    // nodes; their grads restart at zero, as in a rebuilt graph. On a failure the nodes before
+    // the failing one (in topological order) hold their new values.
+    Status forward();
+    // root.backward() over the frozen graph: the nodes' current grads, root grad 1, local rules
+    // on the values of the last forward (or of compile time). On a failure the grads accumulated
+    // so far are stored, as root.backward() would leave them.
+    Status backward();
     // Sets every grad in the program, leaves included, to zero.
     void zero_grad();
+    // Stores the results deferred to the nodes without a Python object (Note [Deferred stores]).
+    void settle();
 
     std::size_t size() const { return nodes_.size(); }
-    Node* node(std::size_t i) const { return nodes_[i]; }
     Node* root() const { return nodes_.back(); }
 
   private:
     Program() = default;
+    // Settles any other program and lists the nodes that have a Python object.
+    void begin_pass();
+    // After a pass that succeeded: results not stored yet wait for settle().
+    void defer(bool holding_data);
+    // Marks a pass's grad writes, keeping this program in step if it was.
+    void count_grad_writes();
 
-    // One entry per node, in topological order (children first; the root last).
+    // Note [Slots]
+    // Each node has a slot in these arrays. Slots [0, inner_) hold the non-leaf nodes in the
+    // order backward applies their rules, the root first; the leaves follow. Forward runs the
+    // same slots from the last to the first. micrograd's backward visits nodes in reverse
+    // topological order; any order gives the very same grads as long as a node's rule runs
+    // after all its parents' and every grad receives its contributions in micrograd's order. So
+    // compile() orders the rules by level (the longest chain of such constraints above them):
+    // the rules of one level are independent, which lets the processor overlap them instead of
+    // waiting on each sum in a chain. A graph with an op that can fail ('**', exp, log) keeps
+    // micrograd's order, so that a failure leaves exactly what the rebuilt graph would.
     std::vector<Node*> nodes_;  // each retained by the program
     std::vector<Op> ops_;
-    std::vector<std::uint32_t> first_, second_;  // operand indices
+    std::vector<std::uint32_t> first_, second_;  // operand slots
     std::vector<double> exponent_;               // of '**' nodes
     std::vector<double> data_, grad_;
-    std::vector<std::uint32_t> leaves_;
-    std::uint64_t grads_read_at_ = 0;  // inner_grad_writes when grad_ last matched the nodes
+    std::size_t leaves_ = 0;  // the number of leaves
+    struct Run {              // slots [begin, end) of one op
+        Op op;
+        std::uint32_t begin, end;
+    };
+    std::vector<Run> runs_;
+    std::vector<std::uint32_t> visible_;  // slots of nodes with a Python object, stored at once
+    std::uint64_t visible_at_ = 0;        // `exposures` when visible_ was listed
+    std::uint64_t grads_read_at_ = 0;     // inner_grad_writes when grad_ last matched the nodes
+    // While unsettled: whether the nodes without a Python object take their data from data_
+    // (a forward ran) or only their grads from grad_.
+    bool holding_data_ = false;
 };
 
 }  // namespace mg

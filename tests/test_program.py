@@ -283,6 +283,21 @@ steps = st.one_of(
 leaf_data = st.lists(numbers, min_size=1, max_size=4)
 
 
+# micrograd_cpp.sum and dot: on C++, the nodes they make inside have no Python object
+fused = st.one_of(
+    st.tuples(st.just("sum"), st.lists(refs, min_size=1, max_size=5)),
+    st.tuples(st.just("dot"), st.lists(st.tuples(refs, refs), min_size=1, max_size=5)),
+)
+# steps whose ops cannot raise: a program of them runs in the reordered schedule
+safe_steps = st.one_of(
+    st.tuples(st.just("bin"), st.sampled_from(["+", "-", "*"]), refs, operand),
+    st.tuples(st.just("bin"), st.sampled_from(["+", "-", "*"]), operand, refs),
+    st.tuples(st.just("unary"), st.sampled_from(["neg", "relu", "tanh"]), refs),
+    fused,
+    fused,
+)
+
+
 def build(V, leaves, program, whole=False):
     """The program on backend V: (its leaves, every node it made), the last node its root;
     with whole, a last node that sums them all. Steps that raise make no node."""
@@ -290,7 +305,12 @@ def build(V, leaves, program, whole=False):
     for s in program:
         node = lambda r: nodes[r % len(nodes)] if isinstance(r, Ref) else r  # noqa: E731
         try:
-            if s[0] == "bin":
+            if s[0] == "sum":
+                nodes.append(micrograd_cpp.sum([node(r) for r in s[1]]))
+            elif s[0] == "dot":
+                pairs = [(node(a), node(b)) for a, b in s[1]]
+                nodes.append(micrograd_cpp.dot(*zip(*pairs)))
+            elif s[0] == "bin":
                 nodes.append(BINARY[s[1]](node(s[2]), node(s[3])))
             elif s[0] == "pow":
                 nodes.append(node(s[1]) ** s[2])
@@ -313,6 +333,10 @@ def build(V, leaves, program, whole=False):
 )
 def test_random_programs_replay_equals_rebuild(backend, leaves, program, whole, rounds):
     """Random graphs replayed from new leaf data, some of which make an op raise."""
+    replay_random_program(backend, leaves, program, whole, rounds)
+
+
+def replay_random_program(backend, leaves, program, whole, rounds):
     inputs, nodes = build(backend, leaves, program, whole)
     prog = compile_graph(nodes[-1])
     assert len(prog) == len(topological_order(nodes[-1]))
@@ -321,6 +345,187 @@ def test_random_programs_replay_equals_rebuild(backend, leaves, program, whole, 
         for x, value in zip(inputs, data):
             x.data = value
         check_replay_equals_rebuild(backend, prog)
+
+
+@given(
+    leaf_data,
+    st.lists(safe_steps, min_size=1, max_size=40),
+    st.booleans(),
+    st.lists(leaf_data, max_size=3),
+)
+def test_random_programs_without_raising_ops_replay_equals_rebuild(
+    backend, leaves, program, whole, rounds
+):
+    """The same for graphs with many shared nodes and no op that can raise, which replay in
+    an order of their own: every grad still sums its terms in micrograd's order."""
+    replay_random_program(backend, leaves, program, whole, rounds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nodes without a Python object: a replay stores their results only when someone looks
+
+HIDDEN_ACTIONS = st.one_of(
+    st.tuples(st.sampled_from(["data", "grad"]), st.integers(0, 3).map(Ref), numbers),  # a leaf
+    st.tuples(st.sampled_from(["forward", "forward", "backward", "zero_grad"]), st.integers(0, 1)),
+    st.tuples(st.just("walk"), st.lists(st.integers(0, 5), max_size=8)),  # down from the root
+    st.tuples(st.just("walked_backward"), st.lists(st.integers(0, 5), max_size=8)),
+    st.tuples(st.just("recompile"), st.integers(0, 1)),  # drop a program, compile its root again
+)
+
+
+def walk(root, path):
+    """The nodes on a path down from root, a child by index (modulo their number) each step."""
+    seen = [root]
+    for k in path:
+        kids = seen[-1]._children
+        if not kids:
+            break
+        seen.append(kids[k % len(kids)])
+    return seen
+
+
+def act_on_hidden(inputs, roots, progs, seen, action):
+    kind = action[0]
+    if kind in ("data", "grad"):
+        setattr(inputs[action[1] % len(inputs)], kind, action[2])
+    elif kind == "walk":
+        seen += walk(roots[0], action[1])
+    elif kind == "walked_backward":
+        node = walk(roots[1], action[1])[-1]
+        seen.append(node)
+        node.backward()
+    elif kind == "recompile":
+        progs[action[1]] = None  # the program goes first
+        progs[action[1]] = compile_graph(roots[action[1]])
+    else:
+        getattr(progs[action[1]], kind)()
+
+
+@given(
+    leaf_data,
+    st.booleans().flatmap(
+        lambda safe: st.lists(
+            safe_steps if safe else st.one_of(steps, fused), min_size=1, max_size=30
+        )
+    ),
+    refs,
+    refs,
+    st.lists(HIDDEN_ACTIONS, min_size=1, max_size=25),
+)
+def test_nodes_without_python_objects(backends, leaves, program, i, j, actions):
+    """Graphs made partly by micrograd_cpp.sum and dot, whose inner nodes have no Python object
+    on C++, and two programs sharing them, replayed in any order, with nodes reached later
+    (walking _children, which gives them an object) and Value.backward() from them: what the
+    user can see after each call (leaves, roots, nodes reached) and, at the end, every node
+    equal the oracle's."""
+    sides = []
+    for V in backends:
+        inputs, nodes = build(V, leaves, program)
+        root = nodes[-1]
+        other = micrograd_cpp.dot([nodes[i % len(nodes)], root], [root, nodes[j % len(nodes)]])
+        roots = [root, other]
+        sides.append((inputs, roots, [compile_graph(r) for r in roots], []))
+    for k, action in enumerate(actions):
+        done = [outcome(act_on_hidden, *side, action).split(":")[0] for side in sides]
+        assert done[0] == done[1], (k, action)
+        cpp, pure = (state(inputs + roots + seen) for inputs, roots, _, seen in sides)
+        assert cpp == pure, (k, action)
+    cpp, pure = (graph_state(roots[1]) for _, roots, _, _ in sides)
+    assert cpp == pure
+
+
+def test_a_layers_inner_nodes_show_the_replayed_numbers(backends):
+    """The demo's graph: after replays whose results went only to the nodes users hold, the
+    nodes inside the layers (no Python object until walked) hold what a rebuild gives."""
+    states = []
+    for V in backends:
+        model, inputs, y = moons(V)
+        loss = moons_loss(model, inputs, y)
+        prog = compile_graph(loss)
+        for k in range(3):
+            if k:
+                prog.forward()
+            model.zero_grad()
+            prog.backward()
+            sgd(model, 0.5)
+        prog.forward()
+        model.zero_grad()
+        prog.backward()
+        states.append(graph_state(loss))
+        model.zero_grad()
+        rebuilt = moons_loss(model, [[V(x.data) for x in row] for row in inputs], y)
+        rebuilt.backward()
+        inner = [(op, data, grad) for op, data, grad in graph_state(rebuilt) if op]
+        assert [s for s in states[-1] if s[0]] == inner
+    assert states[0] == states[1]
+
+
+def test_a_program_starts_from_the_grads_others_left_inside(backends):
+    """Nodes inside a fused sum, shared by two programs and a Value.backward(): each pass
+    starts from the grads the others left in them, as on the oracle."""
+    results = []
+    for V in backends:
+        w, x = V(0.5), V(-2.0)
+        inner = micrograd_cpp.dot([w, x, w], [x, w, w])
+        root = inner.tanh()
+        other = root * 2 + inner * w
+        p, q = compile_graph(root), compile_graph(other)
+        log = []
+        for call in (
+            p.forward,
+            q.backward,
+            p.backward,
+            other.backward,
+            p.backward,
+            q.forward,
+            p.backward,
+            q.backward,
+            p.zero_grad,
+            q.backward,
+        ):
+            call()
+            log.append(state([w, x, root, other]))  # walking would give every node an object
+        results.append((log, graph_state(other)))
+    assert results[0] == results[1]
+
+
+def test_a_replay_inside_a_python_backward(backends):
+    """A user-made node's _backward that replays a program over nodes the running backward()
+    visits next: backward() goes on from the replayed numbers, as on the oracle."""
+    results = []
+    for V in backends:
+        w, x = V(0.5), V(-2.0)
+        inner = micrograd_cpp.dot([w, x, w], [x, w, w])
+        prog = compile_graph(inner.tanh())
+        out = V(inner.data, (inner,), "custom")
+
+        def _backward(out=out, inner=inner, x=x, prog=prog):
+            x.data = 1.5
+            prog.forward()
+            inner.grad += 3 * out.grad
+
+        out._backward = _backward
+        top = out * w
+        top.backward()
+        results.append(graph_state(top))
+    assert results[0] == results[1]
+
+
+def test_dropping_an_unsettled_program_stores_its_results(backend):
+    """A program dropped right after a replay: the nodes it leaves behind hold the replayed
+    numbers."""
+    w, x = backend(0.5), backend(-2.0)
+    hidden = micrograd_cpp.dot([w, x, w], [x, w, w])  # two products and two sums inside
+    root = hidden.tanh()
+    prog = compile_graph(root)
+    x.data = 3.0
+    prog.forward()
+    prog.backward()
+    del prog
+    w2, x2 = backend(0.5), backend(3.0)
+    rebuilt = micrograd_cpp.dot([w2, x2, w2], [x2, w2, w2]).tanh()
+    rebuilt.backward()
+    assert graph_state(root) == graph_state(rebuilt)
 
 
 # ---------------------------------------------------------------------------------------------

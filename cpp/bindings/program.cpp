@@ -45,8 +45,7 @@ void bind_program(py::module_& m) {
         .def(
             "forward",
             [](Program& p) {
-                std::size_t failed;
-                Status s = p.forward(&failed);
+                Status s = p.forward();
                 if (s != Status::ok) raise(s);
             },
             "Recompute every non-leaf node from the leaves' current data; their grads restart "
@@ -54,8 +53,7 @@ void bind_program(py::module_& m) {
         .def(
             "backward",
             [](Program& p) {
-                std::size_t failed;
-                Status s = p.backward(&failed);
+                Status s = p.backward();
                 if (s != Status::ok) raise(s);
             },
             "What root.backward() does, over the frozen order.")

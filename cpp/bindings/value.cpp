@@ -648,6 +648,7 @@ PyType_Spec value_spec = {
 
 PyObject* to_python(Node* n) {
     if (n->handle) return Py_NewRef(static_cast<PyObject*>(n->handle));
+    expose();
     // The node's C++ owners now each hold a reference to its object instead (Note [Ownership]).
     PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs) + 1);
     if (o) n->refs = 1;
@@ -656,6 +657,7 @@ PyObject* to_python(Node* n) {
 
 PyObject* to_python_owned(Node* n) {
     if (n->handle) return static_cast<PyObject*>(n->handle);  // already a Python reference
+    if (n->refs > 1) expose();                                // not a node just made
     PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs));
     if (o) {
         n->refs = 1;

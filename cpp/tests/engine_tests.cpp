@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine.hpp"
+#include "program.hpp"
 
 namespace {
 
@@ -1494,6 +1495,122 @@ TEST(backward_runs_inside_a_python_backward) {
     root->flags = 0;
     CHECK_STATUS(mg::backward(m), Status::ok);
     CHECK_SAME(a->grad, 5.0 * y);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programs
+
+// x, w; m1 = w*x; m2 = x*x; s = m1 + m2; t = s + m1; root = t*w. m1 has two parents, so its
+// grad and x's sum terms from both; no op can fail, so the program runs its own order.
+struct SharedGraph {
+    Node *x, *w, *m1, *m2, *s, *t, *root;
+    SharedGraph(double xv, double wv) {
+        x = mg::new_leaf(xv);
+        w = mg::new_leaf(wv);
+        m1 = mg::mul(w, x);
+        m2 = mg::mul(x, x);
+        s = mg::add(m1, m2);
+        t = mg::add(s, m1);
+        root = mg::mul(t, w);
+    }
+    ~SharedGraph() {
+        for (Node* n : {root, t, s, m2, m1, w, x}) mg::release(n);
+    }
+};
+
+TEST(program_replays_with_shared_nodes) {
+    SharedGraph g(2.0, 3.0);
+    Node* refused = nullptr;
+    mg::Program* program = mg::Program::compile(g.root, &refused);
+    REQUIRE(program && !refused);
+    CHECK_EQ(program->size(), std::size_t{7});
+    CHECK(program->root() == g.root);
+    CHECK_STATUS(program->backward(), Status::ok);
+    mg::settle();
+    // t.grad = w; s.grad = 3; m1.grad = 3 + 3; m2.grad = 3; x.grad = 2*3 + 2*3 + w*6;
+    // w.grad = t + x*6
+    CHECK_SAME(g.t->grad, 3.0);
+    CHECK_SAME(g.m1->grad, 6.0);
+    CHECK_SAME(g.x->grad, 30.0);
+    CHECK_SAME(g.w->grad, 28.0);
+
+    g.x->data = -1.0;
+    g.w->data = 0.5;
+    g.x->grad = g.w->grad = 0.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    CHECK_STATUS(program->backward(), Status::ok);
+    // Nodes without a Python object show the replay once settled (Note [Deferred stores]).
+    CHECK_SAME(g.m1->data, 6.0);
+    CHECK(mg::unsettled_program == program);
+    mg::settle();
+    CHECK(mg::unsettled_program == nullptr);
+    // m1 = -0.5, m2 = 1, s = 0.5, t = 0, root = 0; t.grad = 0.5, m1.grad = 1, m2.grad = 0.5,
+    // x.grad = -0.5 - 0.5 + 0.5*1, w.grad = t + x*1
+    CHECK_SAME(g.m1->data, -0.5);
+    CHECK_SAME(g.s->data, 0.5);
+    CHECK_SAME(g.root->data, 0.0);
+    CHECK_SAME(g.t->grad, 0.5);
+    CHECK_SAME(g.m1->grad, 1.0);
+    CHECK_SAME(g.m2->grad, 0.5);
+    CHECK_SAME(g.x->grad, -0.5);
+    CHECK_SAME(g.w->grad, -1.0);
+    delete program;
+}
+
+TEST(a_dropped_program_stores_its_results) {
+    SharedGraph g(2.0, 3.0);
+    Node* refused = nullptr;
+    mg::Program* program = mg::Program::compile(g.root, &refused);
+    REQUIRE(program);
+    g.x->data = 1.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    delete program;
+    CHECK(mg::unsettled_program == nullptr);
+    CHECK_SAME(g.m1->data, 3.0);
+    CHECK_SAME(g.t->data, 7.0);
+    CHECK_SAME(g.root->data, 21.0);
+}
+
+TEST(walking_the_graph_settles_a_program) {
+    SharedGraph g(2.0, 3.0);
+    Node* refused = nullptr;
+    mg::Program* program = mg::Program::compile(g.root, &refused);
+    REQUIRE(program);
+    g.w->data = 1.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    // backward() from an inner node walks the graph: it sees the replayed numbers
+    CHECK_STATUS(mg::backward(g.s), Status::ok);
+    CHECK(mg::unsettled_program == nullptr);
+    CHECK_SAME(g.s->data, 6.0);  // m1 = 2, m2 = 4
+    CHECK_SAME(g.m1->grad, 1.0);
+    CHECK_SAME(g.x->grad, 1.0 + 2.0 + 2.0);  // w*1 from m1, x*1 twice from m2
+    delete program;
+}
+
+TEST(a_forward_that_fails_keeps_the_nodes_after_the_failing_one) {
+    Node* x = mg::new_leaf(2.0);
+    Node* y = mg::new_leaf(3.0);
+    Status status = Status::ok;
+    Node* lg = mg::log(x, &status);
+    Node* yy = mg::mul(y, y);
+    Node* root = mg::add(lg, yy);  // micrograd's order: x, log, y, y*y, +
+    Node* refused = nullptr;
+    mg::Program* program = mg::Program::compile(root, &refused);
+    REQUIRE(program);
+    x->data = -1.0;
+    y->data = 4.0;
+    CHECK_STATUS(program->forward(), Status::math_domain_error);
+    CHECK(mg::unsettled_program == nullptr);  // a failure stores everything at once
+    CHECK_SAME(yy->data, 9.0);                // after the failing node: untouched
+    CHECK_SAME(root->data, std::log(2.0) + 9.0);
+    x->data = 1.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    mg::settle();
+    CHECK_SAME(lg->data, 0.0);
+    CHECK_SAME(yy->data, 16.0);
+    CHECK_SAME(root->data, 16.0);
+    delete program;
+    for (Node* n : {root, yy, lg, y, x}) mg::release(n);
 }
 
 }  // namespace
