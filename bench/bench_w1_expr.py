@@ -1,6 +1,7 @@
 """W1: a random program of 100,000 scalar ops (+ - * / ** relu tanh) over 100 leaves, each op's
 first operand the previous result (a chain ~1e5 deep), then one backward. Forward and backward
-are timed separately; extra_info holds the median ns/op."""
+are timed separately; extra_info holds the median ns/op. The replay benchmark compiles the graph
+once and times prog.forward() and prog.backward() together, per node."""
 
 import pytest
 import workloads
@@ -23,4 +24,21 @@ def test_w1_forward(timed, w1):
 def test_w1_backward(timed, w1):
     data, grads = timed.backward(w1)
     w1.verify(data, grads)
+    assert any(grads)
+
+
+@pytest.mark.benchmark(group="W1 expr replay")
+def test_w1_replay(timed, backend, quick):
+    if backend.name not in workloads.EXACT:
+        pytest.skip("compile() is micrograd-cpp's")
+    replay = workloads.Replay(backend, QUICK_OPS if quick else workloads.W1_OPS)
+    data, grads = timed.rounds(
+        replay.setup,
+        replay.run,
+        replay.result,
+        workloads.rounds(replay.seconds()),
+        replay.count,
+        "node",
+    )
+    replay.verify(data, grads)
     assert any(grads)

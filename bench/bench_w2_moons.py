@@ -6,6 +6,10 @@ step written with micrograd-cpp's losses.svm_loss and optim.SGD ('optim'); the n
 built once and replayed with micrograd_cpp.compile ('compiled'); and torch as torch
 users write it, on a 100x2 tensor with nn.Linear layers ('batched'). Each round is one step of a
 continuing run, and the run's losses must be the notebook's.
+
+The tape anchor replays the step's graph (forward and backward only) with bench/tape_anchor.cpp,
+the plainest C++ one would write for it; the benchmark times micrograd-cpp's replay of the same
+graph, and records the anchor's median, measured in the same run, in extra_info.
 """
 
 import pytest
@@ -37,6 +41,27 @@ def test_w2_compiled(timed, backend):
 def test_w2_torch_batched(timed, backend):
     steps = workloads.Steps("batched", backend.name)
     steps.verify(timed.steps(steps, backend))
+
+
+@pytest.mark.benchmark(group="W2 graph: replay forward+backward")
+def test_w2_replay_against_the_tape_anchor(benchmark, tmp_path, quick):
+    try:
+        anchor = workloads.TapeAnchor(tmp_path)
+    except ImportError as error:
+        pytest.skip(str(error))
+    rounds = 3 if quick else 50
+    anchor_ms = anchor.run(rounds)
+    root, prog = anchor.replay()
+
+    def replay():
+        prog.forward()
+        prog.zero_grad()
+        prog.backward()
+
+    benchmark.pedantic(replay, rounds=rounds)
+    anchor.check(root)
+    benchmark.extra_info["tape anchor ms"] = anchor_ms
+    benchmark.extra_info["nodes"] = anchor.nodes
 
 
 def test_w2_graph_size():

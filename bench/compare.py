@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from importlib import metadata
 
@@ -24,6 +25,7 @@ COLUMNS = (
     ("micrograd-nogc", "micrograd, gc off"),
     ("torch", "torch scalar"),
     ("batched", "torch batched"),
+    ("tape", "C++ tape anchor"),
 )
 BASELINE = "micrograd"
 CELL_BUDGET = 8.0  # seconds a cell may take: slower cells run fewer repeats
@@ -142,6 +144,19 @@ def w1(table, backends, quick, repeats):
     run_passes(
         table, label, {k: workloads.w1_pass(be, n) for k, be in backends.items()}, repeats, "op"
     )
+    replays = {k: workloads.Replay(be, n) for k, be in backends.items() if k in workloads.EXACT}
+    row = f"{label}: compiled replay, forward+backward (ns/node)"
+    for r in range(repeats):
+        for name, replay in replays.items():
+            if r >= repeats_for(replay.seconds(), repeats):
+                continue
+            with replay.be.running():
+                (prog,) = replay.setup()
+                t0 = time.perf_counter_ns()
+                replay.run(prog)
+                t1 = time.perf_counter_ns()
+                replay.verify(*replay.result())
+            table.add(row, name, (t1 - t0) / replay.count)
     program = workloads.w1_program(n)
     return f"W1: {n:,} ops over {workloads.N_LEAVES} leaves make {program.nodes():,} nodes"
 
@@ -172,10 +187,22 @@ def w2(table, backends, quick, repeats):
                     table.add(row, column, (t1 - t0) / 1e6)
     for key, s in steps.items():
         s.verify(history[key])
+    replay = "W2 graph, replay forward+backward (ms)"
+    with tempfile.TemporaryDirectory() as tmpdir:
+        try:
+            anchor = workloads.TapeAnchor(tmpdir)
+        except ImportError as error:
+            table.skip(replay, "tape", str(error))
+        else:
+            for _ in range(repeats):
+                anchor_ms, replay_ms = anchor.measure(3 if quick else 20)
+                table.add(replay, "tape", anchor_ms)
+                table.add(replay, "cpp", replay_ms)
     return (
         f"W2: {workloads.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
         "losses.svm_loss and optim.SGD; compiled replay: the notebook's graph built once and "
-        "replayed (micrograd_cpp.compile) with optim.SGD"
+        "replayed (micrograd_cpp.compile) with optim.SGD; replay forward+backward: that graph's "
+        "prog.forward() and prog.backward() alone, against the same graph on bench/tape_anchor.cpp"
     )
 
 

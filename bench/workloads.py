@@ -28,6 +28,7 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from time import perf_counter_ns as time_ns
 
 import numpy as np
 
@@ -326,6 +327,39 @@ def w1_pass(be, n_ops=W1_OPS):
     )
 
 
+class Replay:
+    """W1's graph built once and compiled (micrograd_cpp.compile; 'cpp', 'pure'). Each round
+    replays it from its leaves, prog.forward() then prog.backward(), after setting the leaves'
+    grads to 0 (untimed); `count` is the number of nodes, which timings are divided by."""
+
+    def __init__(self, be, n_ops=W1_OPS):
+        import micrograd_cpp
+
+        self.be, self.pass_ = be, w1_pass(be, n_ops)
+        self.root, self.leaves = self.pass_.forward(*self.pass_.setup())
+        self.prog = micrograd_cpp.compile(self.root)
+        self.count = len(self.prog)
+
+    def setup(self):
+        for v in self.leaves:
+            v.grad = 0.0
+        return (self.prog,)
+
+    @staticmethod
+    def run(prog):
+        prog.forward()
+        prog.backward()
+
+    def result(self, *_):
+        return self.pass_.result((self.root, self.leaves))
+
+    def verify(self, data, grads):
+        self.pass_.verify(data, grads)
+
+    def seconds(self):
+        return self.count * COST_NS[self.be.name] * 1e-9
+
+
 # ---------------------------------------------------------------------------------------------
 # W2: demo.ipynb's training step
 
@@ -410,7 +444,7 @@ def w2_optim(backend):
     def step():
         nonlocal k
         total_loss, acc = losses.svm_loss(model, X, y)
-        model.zero_grad()
+        opt.zero_grad()
         total_loss.backward()
         opt.lr = 1.0 - 0.9 * k / 100
         opt.step()
@@ -420,21 +454,111 @@ def w2_optim(backend):
     return step
 
 
-def w2_compiled(backend):
-    """The notebook's step replayed: its loss graph (the notebook's code) built once and
-    compiled; each step then runs prog.forward() (from the second step), zero_grad,
-    prog.backward() and optim.SGD on the notebook's schedule ('cpp', 'pure')."""
-    import micrograd_cpp
-    from micrograd_cpp import demo, optim
-
-    model, X, y = demo.setup(backend, W2_SEED)
+def w2_graph(model, X, y):
+    """The notebook's loss graph, built by its code: (total_loss, scores)."""
     Value = type(model.parameters()[0])
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
     losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = 1e-4 * sum(p * p for p in model.parameters())
-    prog = micrograd_cpp.compile(data_loss + reg_loss)
+    return data_loss + reg_loss, scores
+
+
+TAPE_OPS = {"": "leaf", "+": "add", "*": "mul", "ReLU": "relu"}  # micrograd's labels, the tape's
+
+
+class TapeAnchor:
+    """W2's graph replayed by bench/tape_anchor.cpp, the plainest C++ tape, next to
+    micrograd-cpp's compiled replay of the same graph (on the same parameter leaves).
+
+    run(rounds) runs the anchor: its median forward+backward ms. replay() compiles a fresh copy
+    of the graph, as users do; check(root) asserts that the replay left the anchor's root data
+    and leaf grads exactly (walking the graph, which gives every node a Python object, so check
+    after timing). The anchor is built with $CXX (or c++) in tmpdir; ImportError if that fails.
+    """
+
+    SOURCE = Path(__file__).with_name("tape_anchor.cpp")
+
+    def __init__(self, tmpdir):
+        from micrograd_cpp import demo
+
+        self.binary = Path(tmpdir) / "tape_anchor"
+        compiler = os.environ.get("CXX", "c++")
+        build = [compiler, "-O2", "-std=c++17", "-ffp-contract=off", str(self.SOURCE)]
+        try:
+            done = subprocess.run([*build, "-o", str(self.binary)], capture_output=True, text=True)
+        except OSError as error:
+            raise ImportError(f"no C++ compiler ({compiler}): {error}") from None
+        if done.returncode:
+            raise ImportError(f"building the tape anchor failed: {done.stderr[-500:]}")
+        self.model, self.X, self.y = demo.setup(load("cpp"), W2_SEED)
+        order = _topological_order(w2_graph(self.model, self.X, self.y)[0])
+        index = {id(n): i for i, n in enumerate(order)}
+        lines = [str(len(order))]
+        for n in order:
+            kids = [index[id(k)] for k in n._children] or [0]
+            lines.append(f"{TAPE_OPS[n._op]} {kids[0]} {kids[-1]} {float.hex(n.data)}")
+        self.tape = "\n".join(lines) + "\n"
+        self.nodes = len(order)
+        self.result = None
+
+    def run(self, rounds):
+        done = subprocess.run(
+            [str(self.binary), str(rounds)], input=self.tape, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        self.result = json.loads(done.stdout)
+        return self.result["forward_ms"] + self.result["backward_ms"]
+
+    def replay(self):
+        """(root, program) of a fresh copy of the graph."""
+        import micrograd_cpp
+
+        root = w2_graph(self.model, self.X, self.y)[0]
+        return root, micrograd_cpp.compile(root)
+
+    def check(self, root):
+        assert float.fromhex(self.result["root"]) == root.data
+        grads = [n.grad for n in _topological_order(root) if not n._children]
+        assert grads == [float.fromhex(g) for g in self.result["leaf_grads"]]
+
+    def measure(self, rounds):
+        """(anchor ms, replay ms): medians of forward+backward over `rounds`, both checked."""
+        anchor_ms = self.run(rounds)
+        root, prog = self.replay()
+        times = []
+        for _ in range(rounds):
+            t0 = time_ns()
+            prog.forward()
+            t1 = time_ns()
+            prog.zero_grad()
+            t2 = time_ns()
+            prog.backward()
+            t3 = time_ns()
+            times.append((t1 - t0 + t3 - t2) / 1e6)
+        self.check(root)
+        return anchor_ms, float(np.median(times))
+
+
+def _topological_order(root):
+    from micrograd_cpp import _core
+
+    return _core.topological_order(root)
+
+
+def w2_compiled(backend):
+    """The notebook's step replayed: its loss graph (the notebook's code) built once and
+    compiled; each step then runs prog.forward() (from the second step), zero_grad,
+    prog.backward() and optim.SGD on the notebook's schedule, and losses.accuracy ('cpp',
+    'pure')."""
+    import micrograd_cpp
+    from micrograd_cpp import demo, optim
+    from micrograd_cpp.losses import accuracy
+
+    model, X, y = demo.setup(backend, W2_SEED)
+    loss, scores = w2_graph(model, X, y)
+    prog = micrograd_cpp.compile(loss)
     opt = optim.SGD(model.parameters(), lr=1.0)
     k = 0
 
@@ -442,13 +566,13 @@ def w2_compiled(backend):
         nonlocal k
         if k:
             prog.forward()
-        model.zero_grad()
+        acc = accuracy(scores, y)
+        opt.zero_grad()
         prog.backward()
         opt.lr = 1.0 - 0.9 * k / 100
         opt.step()
-        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
         k = (k + 1) % 100
-        return _float(prog.root.data), _float(sum(accuracy) / len(accuracy))
+        return _float(prog.root.data), acc
 
     return step
 

@@ -53,14 +53,26 @@ struct Arrays {
     double* grad;
 };
 
-// Passes over the slots [begin, end) of one op: forward from begin, backward from end. Each
-// returns the slot that failed (with *status set) or, if none did, the slot it stopped at.
-// Compiled once per op, the loop has no branch on the op.
+// The op of each slot: one for a whole run, known when compiling, or read per slot.
 template <Op op>
-std::size_t forward_run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+struct Fixed {
+    Op operator()(std::size_t) const { return op; }
+};
+struct PerSlot {
+    const Op* ops;
+    Op operator()(std::size_t s) const { return ops[s]; }
+};
+
+// Passes over the slots [begin, end): forward from begin, backward from end. Each returns the
+// slot that failed (with *status set) or, if none did, the slot it stopped at. With a Fixed op
+// the loop has no branch on the op.
+template <typename OpAt>
+std::size_t forward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::size_t end,
+                         Status* status) {
     for (std::size_t s = begin; s < end; ++s) {
         double out;
-        *status = forward_value(op, t.data[t.first[s]], t.data[t.second[s]], t.exponent[s], &out);
+        *status =
+            forward_value(op_at(s), t.data[t.first[s]], t.data[t.second[s]], t.exponent[s], &out);
         if (*status != Status::ok) return s;
         t.data[s] = out;
         t.grad[s] = 0.0;  // as in a rebuilt graph
@@ -68,12 +80,13 @@ std::size_t forward_run(const Arrays& t, std::size_t begin, std::size_t end, Sta
     return end;
 }
 
-template <Op op>
-std::size_t backward_run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+template <typename OpAt>
+std::size_t backward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::size_t end,
+                          Status* status) {
     for (std::size_t s = end; s-- > begin;) {
         const std::uint32_t a = t.first[s], b = t.second[s];
-        *status = accumulate_gradient(op, t.data[s], t.grad[s], t.exponent[s], t.data[a], t.data[b],
-                                      &t.grad[a], &t.grad[b]);
+        *status = accumulate_gradient(op_at(s), t.data[s], t.grad[s], t.exponent[s], t.data[a],
+                                      t.data[b], &t.grad[a], &t.grad[b]);
         if (*status != Status::ok) return s;
     }
     return begin;
@@ -83,19 +96,19 @@ std::size_t forward_run(Op op, const Arrays& t, std::size_t begin, std::size_t e
                         Status* status) {
     switch (op) {
         case Op::add:
-            return forward_run<Op::add>(t, begin, end, status);
+            return forward_pass(Fixed<Op::add>{}, t, begin, end, status);
         case Op::mul:
-            return forward_run<Op::mul>(t, begin, end, status);
+            return forward_pass(Fixed<Op::mul>{}, t, begin, end, status);
         case Op::pow:
-            return forward_run<Op::pow>(t, begin, end, status);
+            return forward_pass(Fixed<Op::pow>{}, t, begin, end, status);
         case Op::relu:
-            return forward_run<Op::relu>(t, begin, end, status);
+            return forward_pass(Fixed<Op::relu>{}, t, begin, end, status);
         case Op::tanh:
-            return forward_run<Op::tanh>(t, begin, end, status);
+            return forward_pass(Fixed<Op::tanh>{}, t, begin, end, status);
         case Op::exp:
-            return forward_run<Op::exp>(t, begin, end, status);
+            return forward_pass(Fixed<Op::exp>{}, t, begin, end, status);
         case Op::log:
-            return forward_run<Op::log>(t, begin, end, status);
+            return forward_pass(Fixed<Op::log>{}, t, begin, end, status);
         case Op::leaf:
         case Op::custom:
             break;  // never in a run
@@ -107,19 +120,19 @@ std::size_t backward_run(Op op, const Arrays& t, std::size_t begin, std::size_t 
                          Status* status) {
     switch (op) {
         case Op::add:
-            return backward_run<Op::add>(t, begin, end, status);
+            return backward_pass(Fixed<Op::add>{}, t, begin, end, status);
         case Op::mul:
-            return backward_run<Op::mul>(t, begin, end, status);
+            return backward_pass(Fixed<Op::mul>{}, t, begin, end, status);
         case Op::pow:
-            return backward_run<Op::pow>(t, begin, end, status);
+            return backward_pass(Fixed<Op::pow>{}, t, begin, end, status);
         case Op::relu:
-            return backward_run<Op::relu>(t, begin, end, status);
+            return backward_pass(Fixed<Op::relu>{}, t, begin, end, status);
         case Op::tanh:
-            return backward_run<Op::tanh>(t, begin, end, status);
+            return backward_pass(Fixed<Op::tanh>{}, t, begin, end, status);
         case Op::exp:
-            return backward_run<Op::exp>(t, begin, end, status);
+            return backward_pass(Fixed<Op::exp>{}, t, begin, end, status);
         case Op::log:
-            return backward_run<Op::log>(t, begin, end, status);
+            return backward_pass(Fixed<Op::log>{}, t, begin, end, status);
         case Op::leaf:
         case Op::custom:
             break;
@@ -196,6 +209,8 @@ Program* Program::compile(Node* root, Node** refused) {
         }
         p->runs_.back().end = static_cast<std::uint32_t>(s + 1);
     }
+    // Short runs (a graph in micrograd's order, of mixed ops) cost more than they save.
+    if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
     p->visible_at_ = exposures;
     p->grads_read_at_ = inner_grad_writes;
     return p;
@@ -264,6 +279,9 @@ Status Program::forward() {
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
+    if (runs_.empty()) {
+        done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
+    }
     for (const Run& run : runs_) {
         done = forward_run(run.op, arrays, run.begin, run.end, &status);
         if (status != Status::ok) break;
@@ -314,6 +332,7 @@ Status Program::backward() {
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
+    if (runs_.empty()) backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
     for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
         backward_run(run->op, arrays, run->begin, run->end, &status);
         if (status != Status::ok) break;

@@ -8,6 +8,7 @@ import pytest
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
+    import micrograd_cpp
     from micrograd_cpp import optim
     from micrograd_cpp.pure.engine import Value as PureValue
 
@@ -193,3 +194,20 @@ def test_one_call_per_step_on_cpp(backend, monkeypatch):
     if backend is not PureValue:  # not all C++ Values: the Python loop
         mixed.step()
         assert not calls
+
+
+def test_zero_grad_is_the_setter_on_every_parameter(backends):
+    """opt.zero_grad() (one call on C++) does what `p.grad = 0.0` does for each parameter, also
+    for an inner node, which a compiled program's next backward then starts from."""
+    results = []
+    for V in backends:
+        x = V(2.0)
+        y = x * 3
+        prog = micrograd_cpp.compile(y * y)
+        prog.backward()  # y.grad 12, x.grad 36
+        opt = optim.SGD([x, y], lr=0.1)
+        opt.zero_grad()
+        assert [type(x.grad), x.grad, y.grad] == [float, 0.0, 0.0]
+        prog.backward()
+        results.append((x.grad, y.grad))
+    assert results[0] == results[1] == (36.0, 12.0)

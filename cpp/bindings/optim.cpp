@@ -1,4 +1,4 @@
-// sgd_step and adamw_step: one call updates every parameter (see cpp/optim.hpp).
+// sgd_step, adamw_step and zero_grads: one call updates every parameter (see cpp/optim.hpp).
 #include "../optim.hpp"
 
 #include <vector>
@@ -107,7 +107,20 @@ PyObject* adamw(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_RETURN_NONE;
 }
 
+// zero_grads(params): p.grad = 0.0 for each p, as the Value.grad setter does it
+PyObject* zero_grads(PyObject*, PyObject* arg) {
+    std::vector<Node*> params;
+    if (!parameter_nodes(arg, params)) return nullptr;
+    for (Node* n : params) {
+        if (n->flags & has_had_children) ++inner_grad_writes;
+        n->grad = 0.0;
+    }
+    Py_RETURN_NONE;
+}
+
 PyMethodDef optim_methods[] = {
+    {"zero_grads", zero_grads, METH_O,
+     "zero_grads(params)\n--\n\nSet every parameter's grad to 0.0."},
     {"sgd_step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sgd)), METH_FASTCALL,
      "sgd_step(params, buf, step, lr, momentum, weight_decay)\n--\n\nOne SGD step over every "
      "parameter; buf holds the momentum buffers and is updated in place."},

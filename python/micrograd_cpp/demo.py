@@ -90,7 +90,7 @@ def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None, compi
                 program.forward()
             acc = losses.accuracy(scores, y)
         # backward
-        model.zero_grad()
+        opt.zero_grad()  # model.zero_grad(), in one call on C++
         (program if compiled else total_loss).backward()
         # update
         opt.lr = lr0 * learning_rate(k, horizon)

@@ -34,6 +34,8 @@ def svm_loss_graph(model, inputs, y, alpha=1e-4):
 
 def accuracy(scores, y):
     """The fraction of scores (Values) with the sign of their label (-1 or 1)."""
+    if hasattr(y, "tolist"):  # a numpy array: its elements as Python numbers compare faster
+        y = y.tolist()
     hits = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
     return float(sum(hits) / len(hits))
 

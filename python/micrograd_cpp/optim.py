@@ -30,8 +30,12 @@ class _Optimizer:
         self.t = 0  # steps taken
         cpp = ops._CppValue is not None and all(type(p) is ops._CppValue for p in self.params)
         self._core_step = ops._fused(self._core_name) if cpp else None
+        self._core_zero = ops._fused("zero_grads") if cpp else None
 
     def zero_grad(self):
+        if self._core_zero is not None:
+            self._core_zero(self.params)
+            return
         for p in self.params:
             p.grad = 0.0
 
