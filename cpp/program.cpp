@@ -31,16 +31,24 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
     if (keep_order) return rules;
 
     // key: level, then op. writer[k] is the level of the last rule so far that added to k's grad.
-    std::vector<std::uint64_t> key(count, 0);
+    constexpr std::uint32_t ops = static_cast<std::uint32_t>(Op::custom) + 1;
+    std::vector<std::uint32_t> key(count, 0);
     std::vector<std::uint32_t> writer(count, 0);
+    std::uint32_t top = 0;
     for (std::uint32_t i : rules) {
         const std::uint32_t a = first[i], b = second[i];
         const std::uint32_t level = std::max({writer[i], writer[a], writer[b]}) + 1;
         writer[a] = writer[b] = level;
-        key[i] = std::uint64_t{level} << 8 | static_cast<std::uint8_t>(order[i]->op);
+        key[i] = level * ops + static_cast<std::uint32_t>(order[i]->op);
+        top = std::max(top, key[i]);
     }
-    std::stable_sort(rules.begin(), rules.end(),
-                     [&](std::uint32_t x, std::uint32_t y) { return key[x] < key[y]; });
+    // A stable counting sort by key.
+    std::vector<std::uint32_t> start(std::size_t{top} + 2, 0);
+    for (std::uint32_t i : rules) ++start[key[i] + 1];
+    for (std::size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
+    std::vector<std::uint32_t> sorted(rules.size());
+    for (std::uint32_t i : rules) sorted[start[key[i]]++] = i;
+    rules.swap(sorted);
     return rules;
 }
 
