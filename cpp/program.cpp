@@ -30,25 +30,26 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
     }
     if (keep_order) return rules;
 
-    // key: level, then op. writer[k] is the level of the last rule so far that added to k's grad.
-    constexpr std::uint32_t ops = static_cast<std::uint32_t>(Op::custom) + 1;
-    std::vector<std::uint32_t> key(count, 0);
-    std::vector<std::uint32_t> writer(count, 0);
-    std::uint32_t top = 0;
+    // level[i]: 1 + the level of the rules that must run before i's. writer[k] is the level of
+    // the last rule so far that added to k's grad.
+    std::vector<std::uint32_t> level(count, 0), writer(count, 0);
+    std::uint32_t deepest = 0;
     for (std::uint32_t i : rules) {
         const std::uint32_t a = first[i], b = second[i];
-        const std::uint32_t level = std::max({writer[i], writer[a], writer[b]}) + 1;
-        writer[a] = writer[b] = level;
-        key[i] = level * ops + static_cast<std::uint32_t>(order[i]->op);
-        top = std::max(top, key[i]);
+        level[i] = writer[a] = writer[b] = std::max({writer[i], writer[a], writer[b]}) + 1;
+        deepest = std::max(deepest, level[i]);
     }
-    // A stable counting sort by key.
-    std::vector<std::uint32_t> start(std::size_t{top} + 2, 0);
-    for (std::uint32_t i : rules) ++start[key[i] + 1];
-    for (std::size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
-    std::vector<std::uint32_t> sorted(rules.size());
-    for (std::uint32_t i : rules) sorted[start[key[i]]++] = i;
-    rules.swap(sorted);
+    // Stable counting sorts by op, then by level: ordered by level, then op, then micrograd.
+    const auto sort_by = [&rules](std::size_t keys, auto key_of) {
+        std::vector<std::uint32_t> start(keys + 1, 0), sorted(rules.size());
+        for (std::uint32_t i : rules) ++start[key_of(i) + 1];
+        for (std::size_t k = 1; k <= keys; ++k) start[k] += start[k - 1];
+        for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
+        rules.swap(sorted);
+    };
+    sort_by(static_cast<std::size_t>(Op::custom) + 1,
+            [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
+    sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
     return rules;
 }
 
@@ -100,52 +101,43 @@ std::size_t backward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::s
     return begin;
 }
 
-std::size_t forward_run(Op op, const Arrays& t, std::size_t begin, std::size_t end,
-                        Status* status) {
+template <Op op>
+struct Forward {
+    static std::size_t run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+        return forward_pass(Fixed<op>{}, t, begin, end, status);
+    }
+};
+
+template <Op op>
+struct Backward {
+    static std::size_t run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
+        return backward_pass(Fixed<op>{}, t, begin, end, status);
+    }
+};
+
+// Pass<op>::run over a run of slots of one op, the op a constant in its loop.
+template <template <Op> class Pass>
+std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
     switch (op) {
         case Op::add:
-            return forward_pass(Fixed<Op::add>{}, t, begin, end, status);
+            return Pass<Op::add>::run(t, begin, end, status);
         case Op::mul:
-            return forward_pass(Fixed<Op::mul>{}, t, begin, end, status);
+            return Pass<Op::mul>::run(t, begin, end, status);
         case Op::pow:
-            return forward_pass(Fixed<Op::pow>{}, t, begin, end, status);
+            return Pass<Op::pow>::run(t, begin, end, status);
         case Op::relu:
-            return forward_pass(Fixed<Op::relu>{}, t, begin, end, status);
+            return Pass<Op::relu>::run(t, begin, end, status);
         case Op::tanh:
-            return forward_pass(Fixed<Op::tanh>{}, t, begin, end, status);
+            return Pass<Op::tanh>::run(t, begin, end, status);
         case Op::exp:
-            return forward_pass(Fixed<Op::exp>{}, t, begin, end, status);
+            return Pass<Op::exp>::run(t, begin, end, status);
         case Op::log:
-            return forward_pass(Fixed<Op::log>{}, t, begin, end, status);
+            return Pass<Op::log>::run(t, begin, end, status);
         case Op::leaf:
         case Op::custom:
             break;  // never in a run
     }
     return end;
-}
-
-std::size_t backward_run(Op op, const Arrays& t, std::size_t begin, std::size_t end,
-                         Status* status) {
-    switch (op) {
-        case Op::add:
-            return backward_pass(Fixed<Op::add>{}, t, begin, end, status);
-        case Op::mul:
-            return backward_pass(Fixed<Op::mul>{}, t, begin, end, status);
-        case Op::pow:
-            return backward_pass(Fixed<Op::pow>{}, t, begin, end, status);
-        case Op::relu:
-            return backward_pass(Fixed<Op::relu>{}, t, begin, end, status);
-        case Op::tanh:
-            return backward_pass(Fixed<Op::tanh>{}, t, begin, end, status);
-        case Op::exp:
-            return backward_pass(Fixed<Op::exp>{}, t, begin, end, status);
-        case Op::log:
-            return backward_pass(Fixed<Op::log>{}, t, begin, end, status);
-        case Op::leaf:
-        case Op::custom:
-            break;
-    }
-    return begin;
 }
 
 }  // namespace
@@ -290,8 +282,8 @@ Status Program::forward() {
     if (runs_.empty()) {
         done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
     }
-    for (const Run& run : runs_) {
-        done = forward_run(run.op, arrays, run.begin, run.end, &status);
+    for (const Run& r : runs_) {
+        done = run<Forward>(r.op, arrays, r.begin, r.end, &status);
         if (status != Status::ok) break;
     }
     if (status == Status::ok) {
@@ -341,8 +333,8 @@ Status Program::backward() {
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
     if (runs_.empty()) backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
-    for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
-        backward_run(run->op, arrays, run->begin, run->end, &status);
+    for (auto r = runs_.rbegin(); r != runs_.rend(); ++r) {
+        run<Backward>(r->op, arrays, r->begin, r->end, &status);
         if (status != Status::ok) break;
     }
     if (status == Status::ok) {

@@ -49,15 +49,16 @@ class Program {
     void count_grad_writes();
 
     // Note [Slots]
-    // Each node has a slot in these arrays. Slots [0, inner_) hold the non-leaf nodes in the
-    // order backward applies their rules, the root first; the leaves follow. Forward runs the
-    // same slots from the last to the first. micrograd's backward visits nodes in reverse
-    // topological order; any order gives the very same grads as long as a node's rule runs
-    // after all its parents' and every grad receives its contributions in micrograd's order. So
-    // compile() orders the rules by level (the longest chain of such constraints above them):
-    // the rules of one level are independent, which lets the processor overlap them instead of
-    // waiting on each sum in a chain. A graph with an op that can fail ('**', exp, log) keeps
-    // micrograd's order, so that a failure leaves exactly what the rebuilt graph would.
+    // Each node has a slot in these arrays: the leaves first, then the other nodes in the order
+    // forward computes them, the root last; backward applies the rules from the last slot down.
+    // micrograd's backward visits nodes in reverse topological order, but any order gives the
+    // very same grads as long as a node's rule runs after all its parents' and every grad
+    // receives its terms in micrograd's order. So compile() orders the rules by level (the
+    // longest chain of such constraints above them) and, within a level, by op: the slots form
+    // runs of one op, each replayed by a loop with no branch on the op, and the rules of a level
+    // are independent, so no sum waits on the one before it. A graph with an op that can fail
+    // ('**', exp, log) keeps micrograd's order, so that a failure leaves exactly what the rebuilt
+    // graph would; when its runs are short it is replayed node by node (runs_ empty).
     std::vector<Node*> nodes_;  // each retained by the program
     std::vector<Op> ops_;
     std::vector<std::uint32_t> first_, second_;  // operand slots

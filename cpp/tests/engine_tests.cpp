@@ -1518,11 +1518,18 @@ struct SharedGraph {
     }
 };
 
+// The program of root's graph, which has no custom node.
+mg::Program* compiled(Node* root) {
+    Node* refused = nullptr;
+    mg::Program* program = mg::Program::compile(root, &refused);
+    CHECK(program && !refused);
+    return program;
+}
+
 TEST(program_replays_with_shared_nodes) {
     SharedGraph g(2.0, 3.0);
-    Node* refused = nullptr;
-    mg::Program* program = mg::Program::compile(g.root, &refused);
-    REQUIRE(program && !refused);
+    mg::Program* program = compiled(g.root);
+    REQUIRE(program);
     CHECK_EQ(program->size(), std::size_t{7});
     CHECK(program->root() == g.root);
     CHECK_STATUS(program->backward(), Status::ok);
@@ -1559,8 +1566,7 @@ TEST(program_replays_with_shared_nodes) {
 
 TEST(a_dropped_program_stores_its_results) {
     SharedGraph g(2.0, 3.0);
-    Node* refused = nullptr;
-    mg::Program* program = mg::Program::compile(g.root, &refused);
+    mg::Program* program = compiled(g.root);
     REQUIRE(program);
     g.x->data = 1.0;
     CHECK_STATUS(program->forward(), Status::ok);
@@ -1573,8 +1579,7 @@ TEST(a_dropped_program_stores_its_results) {
 
 TEST(walking_the_graph_settles_a_program) {
     SharedGraph g(2.0, 3.0);
-    Node* refused = nullptr;
-    mg::Program* program = mg::Program::compile(g.root, &refused);
+    mg::Program* program = compiled(g.root);
     REQUIRE(program);
     g.w->data = 1.0;
     CHECK_STATUS(program->forward(), Status::ok);
@@ -1594,8 +1599,7 @@ TEST(a_forward_that_fails_keeps_the_nodes_after_the_failing_one) {
     Node* lg = mg::log(x, &status);
     Node* yy = mg::mul(y, y);
     Node* root = mg::add(lg, yy);  // micrograd's order: x, log, y, y*y, +
-    Node* refused = nullptr;
-    mg::Program* program = mg::Program::compile(root, &refused);
+    mg::Program* program = compiled(root);
     REQUIRE(program);
     x->data = -1.0;
     y->data = 4.0;
