@@ -28,9 +28,8 @@ def test_w1_backward(timed, w1):
 
 
 @pytest.mark.benchmark(group="W1 expr replay")
+@pytest.mark.parametrize("backend_name", ["cpp", "pure"])  # compile() is micrograd-cpp's
 def test_w1_replay(timed, backend, quick):
-    if backend.name not in workloads.EXACT:
-        pytest.skip("compile() is micrograd-cpp's")
     replay = workloads.Replay(backend, QUICK_OPS if quick else workloads.W1_OPS)
     data, grads = timed.rounds(
         replay.setup,
