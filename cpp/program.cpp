@@ -200,9 +200,7 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
-    for (std::size_t s = 0; s < count; ++s) {
-        if (p->nodes_[s]->handle) p->visible_.push_back(static_cast<std::uint32_t>(s));
-    }
+    p->list_visible();
     for (std::size_t s = leaves; s < count; ++s) {
         if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
             p->runs_.push_back({p->ops_[s], static_cast<std::uint32_t>(s), 0});
@@ -211,7 +209,6 @@ Program* Program::compile(Node* root, Node** refused) {
     }
     // Short runs (a graph in micrograd's order, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
-    p->visible_at_ = exposures;
     p->grads_read_at_ = inner_grad_writes;
     return p;
 }
@@ -238,13 +235,15 @@ void Program::settle() {
 
 void Program::begin_pass() {
     if (unsettled_program && unsettled_program != this) settle_program();
-    if (visible_at_ != exposures) {
-        visible_.clear();
-        for (std::size_t s = 0; s < nodes_.size(); ++s) {
-            if (nodes_[s]->handle) visible_.push_back(static_cast<std::uint32_t>(s));
-        }
-        visible_at_ = exposures;
+    if (visible_at_ != exposures) list_visible();
+}
+
+void Program::list_visible() {
+    visible_.clear();
+    for (std::size_t s = 0; s < nodes_.size(); ++s) {
+        if (nodes_[s]->handle) visible_.push_back(static_cast<std::uint32_t>(s));
     }
+    visible_at_ = exposures;
 }
 
 void Program::defer(bool holding_data) {
@@ -296,20 +295,15 @@ Status Program::forward() {
         return status;
     }
 
-    // Rare: store everything. The nodes before the failing one show their new values.
-    for (std::size_t s = 0; s < count; ++s) {
-        Node* n = nodes_[s];
-        if (s >= leaves_ && s < done) {
-            n->data = data_[s];
-            n->grad = 0.0;
-        } else if (unsettled && !n->handle) {
-            if (holding_data_ && s >= leaves_) n->data = data_[s];
-            n->grad = grad_[s];
-        }
+    // Rare: store everything at once. The nodes before the failing one show their new values;
+    // the others keep what they held, which for the hidden ones of an unsettled program is
+    // still in data_ and grad_.
+    for (std::size_t s = leaves_; s < done; ++s) {
+        nodes_[s]->data = data_[s];
+        nodes_[s]->grad = 0.0;
     }
     if (unsettled) {
-        unsettled_program = nullptr;
-        grads_read_at_ = ++inner_grad_writes;
+        settle();
     } else {
         count_grad_writes();
     }
@@ -337,20 +331,11 @@ Status Program::backward() {
         run<Backward>(r->op, arrays, r->begin, r->end, &status);
         if (status != Status::ok) break;
     }
-    if (status == Status::ok) {
-        for (std::uint32_t s : visible_) nodes_[s]->grad = grad_[s];
-        defer(false);
-        return status;
-    }
-
-    // Rare: store every grad accumulated so far, as root.backward() would leave them.
-    for (std::size_t s = 0; s < count; ++s) {
-        Node* n = nodes_[s];
-        n->grad = grad_[s];
-        if (unsettled && holding_data_ && !n->handle && s >= leaves_) n->data = data_[s];
-    }
-    if (unsettled) unsettled_program = nullptr;
-    grads_read_at_ = ++inner_grad_writes;
+    for (std::uint32_t s : visible_) nodes_[s]->grad = grad_[s];
+    defer(false);
+    // Rare: a failure stores every grad accumulated so far at once, as root.backward() would
+    // leave them.
+    if (status != Status::ok) settle();
     return status;
 }
 

@@ -43,6 +43,8 @@ class Program {
     Program() = default;
     // Settles any other program and lists the nodes that have a Python object.
     void begin_pass();
+    // Lists the slots of the nodes that have a Python object.
+    void list_visible();
     // After a pass that succeeded: results not stored yet wait for settle().
     void defer(bool holding_data);
     // Marks a pass's grad writes, keeping this program in step if it was.
