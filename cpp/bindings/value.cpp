@@ -63,6 +63,8 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     as_value(o)->node = n;
     as_value(o)->dict = nullptr;
     n->handle = o;
+    // A new object is not immortal, so the count is stored as given on every version; only a
+    // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
     Py_SET_REFCNT(o, refcount);
     return o;
 }
@@ -153,7 +155,10 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
         kids[static_cast<std::size_t>(i)] = node_of(item);
     }
     Node* n = node_of(self);
-    // Only the caller refers to a new object, so no parent can refer to it yet.
+    // Only the caller refers to a new object, so no parent can refer to it yet. Each parent holds
+    // a reference of its own (Note [Ownership]), and so does whoever lends the caller its
+    // reference: since 3.14 the interpreter may borrow a local's reference instead of taking
+    // one, which lowers the count below a parent's but never hides the parent.
     const bool may_have_parents = Py_REFCNT(self) > 1;
     if (!set_children(n, kids.data(), kids.size(), may_have_parents)) {
         Py_DECREF(items);
