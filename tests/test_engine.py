@@ -5,6 +5,7 @@ Expected numbers come from plain Python float arithmetic following micrograd's f
 
 import copy
 import gc
+import itertools
 import math
 from decimal import Decimal
 from fractions import Fraction
@@ -466,7 +467,7 @@ def test_augmented_assignment_rebinds_to_a_new_node(backend):
     assert [s._op for s in steps] == ["", "+", "+", "*", "*", "**2"]
     assert [s.data for s in steps] == [3.0, 5.0, 4.0, 8.0, 2.0, 4.0]
     assert len({id(s) for s in steps}) == len(steps)
-    assert all(prev in s._prev for prev, s in zip(steps, steps[1:]))
+    assert all(prev in s._prev for prev, s in itertools.pairwise(steps))
 
 
 # ---------------------------------------------------------------------------------------------

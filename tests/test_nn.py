@@ -69,8 +69,9 @@ def test_parameters_identity_and_order(nn):
     params = model.parameters()
     assert len(params) == 3 * 3 + 2 * 4
     expected = [p for layer in model.layers for n in layer.neurons for p in [*n.w, n.b]]
-    assert all(a is b for a, b in zip(params, expected)) and len(params) == len(expected)
-    assert all(a is b for a, b in zip(params, model.parameters()))  # the same objects each call
+    assert all(a is b for a, b in zip(params, expected, strict=True))
+    # the same objects each call
+    assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
     n = model.layers[0].neurons[0]
     assert n.parameters()[-1] is n.b and n.parameters()[:-1] == n.w
     assert nn.Module().parameters() == []
