@@ -134,7 +134,7 @@ def first_difference(cpp, pure, labels):
     if cpp == pure:
         return None
     i = next(
-        (i for i, (c, p) in enumerate(zip(cpp, pure, strict=True)) if c != p),
+        (i for i, (c, p) in enumerate(zip(cpp, pure, strict=False)) if c != p),
         min(len(cpp), len(pure)),
     )
     at = lambda xs: xs[i] if i < len(xs) else "(missing)"  # noqa: E731
