@@ -1,5 +1,6 @@
 """micrograd_cpp.nn against micrograd's nn: parameters, reprs, calls, graphs and results."""
 
+import inspect
 import random
 import warnings
 
@@ -245,3 +246,13 @@ def test_cpp_nn_uses_the_engine_value():
         from micrograd_cpp import _core
 
         assert type(nn.Neuron(2).b) is _core.Value
+
+
+def test_classes_and_methods_are_documented(nn):
+    methods = {"Module": ["zero_grad", "parameters"], "Neuron": ["__call__", "parameters"]}
+    methods |= {"Layer": methods["Neuron"], "MLP": methods["Neuron"]}
+    for name, names in methods.items():
+        cls = getattr(nn, name)
+        assert cls.__doc__, f"{name} has no docstring"
+        for method in names:
+            assert inspect.getdoc(getattr(cls, method)), f"{name}.{method} has no docstring"
