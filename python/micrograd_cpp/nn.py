@@ -51,7 +51,7 @@ class Layer(_pure.Layer):
     def __call__(self, x: Iterable[Value | float]) -> Value | Any:
         """The neurons' outputs on x: a Value if the layer has one neuron, else a list."""
         if set(map(type, self.neurons)) != {Neuron}:  # someone's own neurons: call each
-            return super().__call__(x)  # type: ignore[arg-type]
+            return super().__call__(x)  # type: ignore[arg-type]  # typed for the oracle's Value
         out = ops.layer(self.neurons, x)
         return out[0] if len(out) == 1 else out
 
