@@ -40,6 +40,9 @@ losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores, strict=True
 reveal_type(model(inputs[0]))  # expect: micrograd_cpp._core.Value | Any
 reveal_type(Neuron(2)([1.0, Value(2.0)]))  # expect: micrograd_cpp._core.Value
 reveal_type(Layer(2, 3)([1.0, 2.0]))  # expect: micrograd_cpp._core.Value | Any
+hidden = Layer(2, 3)([1.0, 2.0])
+assert isinstance(hidden, list)  # several outputs: a list, once narrowed
+print([h.relu().data for h in hidden], len(hidden))
 data_loss = micrograd_cpp.sum(losses) * (1.0 / len(losses))
 reg_loss = 1e-4 * dot(model.parameters(), model.parameters())
 reveal_type(micrograd_cpp.sum(model.parameters()))  # expect: micrograd_cpp._core.Value

@@ -46,8 +46,10 @@ class Layer(_pure.Layer):
         def parameters(self) -> list[Value]: ...
 
     # Value | Any, as typeshed types a result whose type depends on a value: nout decides
-    # between a Value and a list of Values at run time, and micrograd's code uses the result as
-    # either (`(1 + -yi*model(x)).relu()`, `for v in layer(x)`) without checks.
+    # between a Value and a list of Values at run time. Code that uses it as a Value, like
+    # micrograd's `(1 + -yi*model(x)).relu()`, type-checks as it is; code that uses a list
+    # first narrows it (`assert isinstance(out, list)`), which Value | list[Value] would demand
+    # of both.
     def __call__(self, x: Iterable[Value | float]) -> Value | Any:
         """The neurons' outputs on x: a Value if the layer has one neuron, else a list."""
         if set(map(type, self.neurons)) != {Neuron}:  # someone's own neurons: call each

@@ -58,7 +58,7 @@ class Layer(Module):
         self.neurons = [self._Neuron(nin, **kwargs) for _ in range(nout)]
 
     # Value | Any: the result's type depends on nout, known at run time only (typeshed's answer
-    # for a value-dependent result). Callers may use it as a Value or as a list of Values.
+    # for a value-dependent result; see micrograd_cpp.nn.Layer).
     def __call__(self, x: Iterable[Value | float]) -> Value | Any:
         """The neurons' outputs on x: a Value if there is one neuron, else a list of Values."""
         out = [n(x) for n in self.neurons]
