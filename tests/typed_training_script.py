@@ -8,7 +8,7 @@ import micrograd_cpp
 from micrograd_cpp import Value, dot, optim
 from micrograd_cpp.datasets import make_moons
 from micrograd_cpp.losses import accuracy, cross_entropy, mse, svm_loss, svm_loss_graph
-from micrograd_cpp.nn import MLP, Layer, Neuron
+from micrograd_cpp.nn import MLP, Layer, Module, Neuron
 from typing_extensions import reveal_type
 
 # The README's example
@@ -76,6 +76,24 @@ for k in range(3):
         optimizer.step()
     reveal_type(accuracy(outputs, y))  # expect: float
     print(prog.root.data, len(prog))
+
+
+# A model of one's own
+class Scale(Module):
+    def __init__(self) -> None:
+        self.w = Value(0.5)
+
+    def __call__(self, x: Value) -> Value:
+        return self.w * x
+
+    def parameters(self) -> list[Value]:
+        return [self.w]
+
+
+scale = Scale()
+scale.zero_grad()
+reveal_type(scale(Value(2.0)))  # expect: micrograd_cpp._core.Value
+reveal_type(scale.parameters())  # expect: list[micrograd_cpp._core.Value]
 
 # Other losses
 logits = [Value(0.5), Value(-1.0), Value(2.0)]

@@ -16,7 +16,14 @@ from . import ops
 from .engine import Value
 from .pure import nn as _pure
 
-Module = _pure.Module
+if TYPE_CHECKING:  # the oracle's Module, declared again with the engine's Values
+
+    class Module:
+        def zero_grad(self) -> None: ...
+        def parameters(self) -> list[Value]: ...
+
+else:
+    Module = _pure.Module
 
 
 class Neuron(_pure.Neuron):
