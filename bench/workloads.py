@@ -195,7 +195,7 @@ class Pass:
         if grads is not None:
             want = self._want_grads()
             assert len(grads) == len(want)
-            for i, (g, w) in enumerate(zip(grads, want)):
+            for i, (g, w) in enumerate(zip(grads, want, strict=True)):
                 assert_close(name, g, w, f"grad of leaf {i}")
 
     def seconds(self):
@@ -396,7 +396,7 @@ def w2_notebook(Value, MLP):
         scores = list(map(model, inputs))
 
         # svm "max-margin" loss
-        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores)]
+        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores, strict=True)]
         data_loss = sum(losses) * (1.0 / len(losses))
         # L2 regularization
         alpha = 1e-4
@@ -404,7 +404,7 @@ def w2_notebook(Value, MLP):
         total_loss = data_loss + reg_loss
 
         # also get accuracy
-        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores)]
+        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores, strict=True)]
         return total_loss, sum(accuracy) / len(accuracy)
 
     k = 0
@@ -459,7 +459,7 @@ def w2_graph(model, X, y):
     Value = type(model.parameters()[0])
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores, strict=True)]
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = 1e-4 * sum(p * p for p in model.parameters())
     return data_loss + reg_loss, scores
@@ -619,7 +619,7 @@ def w2_torch_batched():
     init = pure_nn.MLP(2, [16, 16, 1])
     linears = [torch.nn.Linear(2, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 1)]
     with torch.no_grad():
-        for linear, layer in zip(linears, init.layers):
+        for linear, layer in zip(linears, init.layers, strict=True):
             linear.double()
             weights = [[w.data for w in n.w] for n in layer.neurons]
             linear.weight.copy_(torch.tensor(weights, dtype=torch.float64))

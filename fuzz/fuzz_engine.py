@@ -277,7 +277,7 @@ def user_node(V, nodes, data, kids, op, rule):
     weights = [0.5 + i for i in range(len(kids))]
 
     def chain():
-        for w, k in zip(weights, kids):
+        for w, k in zip(weights, kids, strict=True):
             k.grad += w * out.grad
 
     def _backward():
@@ -369,13 +369,13 @@ def execute(V, leaves, steps):
                 a, b = iter(a), iter(b)
             if vdot is not None:
                 return vdot(a, b, value(start))
-            return builtins.sum((x * y for x, y in zip(a, b)), value(start))
+            return builtins.sum((x * y for x, y in zip(a, b, strict=False)), value(start))
         elif kind == "neuron":
             _, w, b, x, nonlin = step
             w, b, x = [value(o) for o in w], value(b), [value(o) for o in x]
             if V is _core.Value:
                 return _core.neuron(w, b, x, nonlin)
-            act = builtins.sum((wi * xi for wi, xi in zip(w, x)), b)
+            act = builtins.sum((wi * xi for wi, xi in zip(w, x, strict=False)), b)
             return act.relu() if nonlin else act
         elif kind == "compile":
             # compile a graph, write to some nodes' data, then replay it
@@ -469,11 +469,11 @@ def compare(leaves, steps):
         execute(V, leaves, steps) for V in BACKENDS
     )
     labels = [("leaf", x) for x in leaves] + steps
-    for i, (c, r) in enumerate(zip(cpp_out, ref_out)):
+    for i, (c, r) in enumerate(zip(cpp_out, ref_out, strict=True)):
         assert c == r, f"step {i} {labels[i]!r}: C++ {c}, oracle {r}"
     assert cpp_reads == ref_reads, f"reads differ:\n{cpp_reads}\n{ref_reads}"
     c, r = describe(cpp), describe(ref)
-    for i, (x, y) in enumerate(zip(c, r)):
+    for i, (x, y) in enumerate(zip(c, r, strict=True)):
         assert x == y, f"node {i}: C++ {x}, oracle {y}"
     assert len(c) == len(r)
 

@@ -65,12 +65,12 @@ def notebook(MLP, Value, steps=STEPS):
         Xb, yb = X, y
         inputs = [list(map(Value, xrow)) for xrow in Xb]
         scores = list(map(model, inputs))
-        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores)]
+        losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(yb, scores, strict=True)]
         data_loss = sum(losses) * (1.0 / len(losses))
         alpha = 1e-4
         reg_loss = alpha * sum(p * p for p in model.parameters())
         total_loss = data_loss + reg_loss
-        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores)]
+        accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(yb, scores, strict=True)]
         return total_loss, sum(accuracy) / len(accuracy)
 
     history = []
@@ -120,14 +120,16 @@ def test_twenty_steps_equal_the_oracles_exactly(demo_run, oracle_run):
 def test_twenty_steps_match_upstream_micrograd(demo_run, upstream_run):
     history, params = upstream_run
     assert len(demo_run[0]) == len(history) and len(demo_run[1]) == len(params)
-    for (loss, acc), (ref_loss, ref_acc) in zip(demo_run[0], history):
+    for (loss, acc), (ref_loss, ref_acc) in zip(demo_run[0], history, strict=True):
         assert math.isclose(loss, ref_loss, rel_tol=1e-9) and acc == ref_acc
-    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(demo_run[1], params))
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(demo_run[1], params, strict=True))
 
 
 def test_twenty_steps_reproduce_the_notebooks_output(demo_run):
-    losses_, accuracies = zip(*demo_run[0])
-    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(losses_, NOTEBOOK_LOSSES))
+    losses_, accuracies = zip(*demo_run[0], strict=True)
+    assert all(
+        math.isclose(a, b, rel_tol=1e-9) for a, b in zip(losses_, NOTEBOOK_LOSSES, strict=True)
+    )
     assert [round(a * 100) for a in accuracies] == NOTEBOOK_ACCURACIES
 
 

@@ -133,7 +133,10 @@ def first_difference(cpp, pure, labels):
     """None if the lists are equal, else a short account of where they first differ."""
     if cpp == pure:
         return None
-    i = next((i for i, (c, p) in enumerate(zip(cpp, pure)) if c != p), min(len(cpp), len(pure)))
+    i = next(
+        (i for i, (c, p) in enumerate(zip(cpp, pure, strict=False)) if c != p),
+        min(len(cpp), len(pure)),
+    )
     at = lambda xs: xs[i] if i < len(xs) else "(missing)"  # noqa: E731
     return f"at {i} ({at(labels)!r}): cpp {at(cpp)!r} != pure {at(pure)!r}"
 
@@ -144,7 +147,7 @@ def compare(backends, leaves, steps, root=-1, writes=()):
     assert (diff := first_difference(cpp_outcomes, pure_outcomes, steps)) is None, f"step {diff}"
 
     def same_nodes(stage):
-        made = [s for s, o in zip(steps, cpp_outcomes) if o == "ok" and s[0] in MAKERS]
+        made = [s for s, o in zip(steps, cpp_outcomes, strict=True) if o == "ok" and s[0] in MAKERS]
         names = [f"leaf {x!r}" for x in leaves] + made
         diff = first_difference(describe(cpp), describe(pure), names)
         assert diff is None, f"{stage}: node {diff}"

@@ -5,7 +5,12 @@ Expected numbers come from plain Python float arithmetic following micrograd's f
 
 import copy
 import gc
+import inspect
+import itertools
 import math
+import pydoc
+import re
+import sys
 from decimal import Decimal
 from fractions import Fraction
 
@@ -541,7 +546,7 @@ def test_augmented_assignment_rebinds_to_a_new_node(backend):
     assert [s._op for s in steps] == ["", "+", "+", "*", "*", "**2"]
     assert [s.data for s in steps] == [3.0, 5.0, 4.0, 8.0, 2.0, 4.0]
     assert len({id(s) for s in steps}) == len(steps)
-    assert all(prev in s._prev for prev, s in zip(steps, steps[1:]))
+    assert all(prev in s._prev for prev, s in itertools.pairwise(steps))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1050,3 +1055,56 @@ def test_tanh_backward_overflow_raises(backend):
     y.data = 1e200
     with pytest.raises(OverflowError):
         y.backward()
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature and documentation: help(Value) and inspect show micrograd's constructor
+
+SIGNATURE = "(data, _children=(), _op='', label='')"
+GRAPH_ATTRIBUTES = ("_prev", "_children", "_op", "_backward")
+# The C++ Value's __init__ is a method with its own signature before Python 3.13, the slot
+# wrapper from 3.13 on, where inspect cannot take the signature of a class with such a method
+# (see value.cpp).
+INIT_IS_A_METHOD = sys.version_info < (3, 13)
+
+
+def parameters(function):
+    """(name, kind, default) of each parameter: the signature, annotations aside."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def attribute_doc(cls, name):
+    """What help(cls.name) shows: the descriptor's docstring (for __slots__, their entry)."""
+    return " ".join(inspect.getdoc(getattr(cls, name)).split())
+
+
+def test_signature_is_micrograds(backends):
+    cpp, pure = backends
+    assert str(inspect.signature(cpp)) == SIGNATURE
+    assert parameters(pure) == parameters(cpp)
+    assert parameters(pure.__init__)[1:] == parameters(cpp)  # after self
+    if INIT_IS_A_METHOD:
+        assert str(inspect.signature(cpp.__init__)) == "(self, /, " + SIGNATURE[1:]
+
+
+def test_help_shows_the_signature_and_documents_the_graph(backend):
+    text = pydoc.render_doc(backend, renderer=pydoc.plaintext)
+    words = " ".join(text.replace("|", " ").split())  # help()'s margin and line breaks aside
+    assert "stores a single scalar value and its gradient" in words
+    assert re.search(r"\(builtins.object\) Value\( ?data\b.*?_children\b.*?_op\b.*?label\b", words)
+    if INIT_IS_A_METHOD or backend.__module__ == "micrograd_cpp.pure.engine":
+        assert re.search(r"__init__\( ?self, (/, )?data\b.*?_children\b.*?_op\b.*?label\b", words)
+        assert "Initialize self: a leaf holding float(data)" in words
+    for name in GRAPH_ATTRIBUTES:
+        doc = attribute_doc(backend, name)
+        assert len(doc) > 20
+        text = pydoc.render_doc(getattr(backend, name), renderer=pydoc.plaintext)
+        assert doc in " ".join(text.split())
+
+
+def test_both_backends_document_the_graph_alike(backends):
+    cpp, pure = backends
+    assert cpp.__doc__ == pure.__doc__
+    assert [attribute_doc(cpp, n) for n in GRAPH_ATTRIBUTES] == [
+        attribute_doc(pure, n) for n in GRAPH_ATTRIBUTES
+    ]

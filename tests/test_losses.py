@@ -26,12 +26,12 @@ def notebook_loss(model, X, y, Value):
     """demo.ipynb's loss(), verbatim but for the model and data passed in."""
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores, strict=True)]
     data_loss = sum(losses) * (1.0 / len(losses))
     alpha = 1e-4
     reg_loss = alpha * sum(p * p for p in model.parameters())
     total_loss = data_loss + reg_loss
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores, strict=True)]
     return total_loss, sum(accuracy) / len(accuracy)
 
 
@@ -109,8 +109,10 @@ def test_cross_entropy(backend, target):
     z = sum(math.exp(x) for x in data)
     assert math.isclose(loss.data, -math.log(math.exp(data[target]) / z), rel_tol=1e-12)
     onehot = [float(i == target % 3) for i in range(3)]
-    expected = [math.exp(x) / z - t for x, t in zip(data, onehot)]
-    assert all(math.isclose(v.grad, g, abs_tol=1e-12) for v, g in zip(logits, expected))
+    expected = [math.exp(x) / z - t for x, t in zip(data, onehot, strict=True)]
+    assert all(
+        math.isclose(v.grad, g, abs_tol=1e-12) for v, g in zip(logits, expected, strict=True)
+    )
 
 
 def test_cross_entropy_over_an_mlp(nn):

@@ -1,5 +1,6 @@
 """micrograd_cpp.nn against micrograd's nn: parameters, reprs, calls, graphs and results."""
 
+import inspect
 import random
 import warnings
 
@@ -69,8 +70,9 @@ def test_parameters_identity_and_order(nn):
     params = model.parameters()
     assert len(params) == 3 * 3 + 2 * 4
     expected = [p for layer in model.layers for n in layer.neurons for p in [*n.w, n.b]]
-    assert all(a is b for a, b in zip(params, expected)) and len(params) == len(expected)
-    assert all(a is b for a, b in zip(params, model.parameters()))  # the same objects each call
+    assert all(a is b for a, b in zip(params, expected, strict=True))
+    # the same objects each call
+    assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
     n = model.layers[0].neurons[0]
     assert n.parameters()[-1] is n.b and n.parameters()[:-1] == n.w
     assert nn.Module().parameters() == []
@@ -244,3 +246,13 @@ def test_cpp_nn_uses_the_engine_value():
         from micrograd_cpp import _core
 
         assert type(nn.Neuron(2).b) is _core.Value
+
+
+def test_classes_and_methods_are_documented(nn):
+    methods = {"Module": ["zero_grad", "parameters"], "Neuron": ["__call__", "parameters"]}
+    methods |= {"Layer": methods["Neuron"], "MLP": methods["Neuron"]}
+    for name, names in methods.items():
+        cls = getattr(nn, name)
+        assert cls.__doc__, f"{name} has no docstring"
+        for method in names:
+            assert inspect.getdoc(getattr(cls, method)), f"{name}.{method} has no docstring"

@@ -26,7 +26,7 @@ def same_graph(backend, fused, plain):
 
 
 def plain_neuron(w, b, x, nonlin):
-    act = sum((wi * xi for wi, xi in zip(w, x)), b)
+    act = sum((wi * xi for wi, xi in zip(w, x, strict=False)), b)
     return act.relu() if nonlin else act
 
 
@@ -138,7 +138,7 @@ def test_sum_edge_cases(backend):
 @given(a=st.lists(finite, max_size=8), b=st.lists(finite, max_size=8), start=finite)
 def test_dot_is_the_sum_of_products(backend, a, b, start):
     def plain(x, y, s):
-        return sum((xi * yi for xi, yi in zip(x, y)), s)
+        return sum((xi * yi for xi, yi in zip(x, y, strict=False)), s)
 
     for n in range(3):  # Values times Values, Values times numbers, numbers times Values
 
@@ -190,7 +190,7 @@ def test_dispatch_to_the_extension(backend, monkeypatch):
 
     def fake_dot(a, b, start):
         calls.append(("dot", list(a), list(b), start))
-        return sum((x * y for x, y in zip(calls[-1][1], calls[-1][2])), start)
+        return sum((x * y for x, y in zip(calls[-1][1], calls[-1][2], strict=False)), start)
 
     def fake_neuron(w, b, x, nonlin):
         calls.append(("neuron", w, b, x, nonlin))

@@ -64,7 +64,9 @@ def run_torch(make, config):
 
 
 def close(ours, theirs, rel=1e-12):
-    return all(math.isclose(a, b, rel_tol=rel, abs_tol=rel) for a, b in zip(ours, theirs))
+    return all(
+        math.isclose(a, b, rel_tol=rel, abs_tol=rel) for a, b in zip(ours, theirs, strict=True)
+    )
 
 
 @pytest.mark.parametrize("config", SGD_CONFIGS)
@@ -127,11 +129,11 @@ def test_sgd_is_the_notebook_update(backend):
     p = [initial(i) for i in range(N)]
     for k in range(10):
         grads = [gradient(k, i, x) for i, x in enumerate(p)]
-        for param, g in zip(params, grads):
+        for param, g in zip(params, grads, strict=True):
             param.grad = g
         opt.lr = 1.0 - 0.9 * k / 100
         opt.step()
-        p = [x - (1.0 - 0.9 * k / 100) * g for x, g in zip(p, grads)]
+        p = [x - (1.0 - 0.9 * k / 100) * g for x, g in zip(p, grads, strict=True)]
     assert [q.data for q in params] == p
 
 

@@ -129,7 +129,7 @@ def check_replay_equals_rebuild(V, prog):
     # The recomputed nodes hold the rebuilt ones' data and grad (0); leaves keep their grads.
     recomputed = [
         (op, bits(m.data), bits(m.grad) if n._children else grad)
-        for (op, _, grad), m, n in zip(before, rebuilt, order)
+        for (op, _, grad), m, n in zip(before, rebuilt, order, strict=False)
     ]
     if build_error is not None:  # the nodes from the failing one on are untouched
         assert forward == f"{type(build_error).__name__}: {build_error}"
@@ -248,7 +248,7 @@ def test_cpp_and_pure_train_alike(backends):
         for m, i in ((cpp_model, cpp_inputs), (pure_model, pure_inputs))
     ]
     for k in range(4):
-        for prog, model in zip(progs, (cpp_model, pure_model)):
+        for prog, model in zip(progs, (cpp_model, pure_model), strict=True):
             if k:
                 prog.forward()
             model.zero_grad()
@@ -309,7 +309,7 @@ def build(V, leaves, program, whole=False):
                 nodes.append(micrograd_cpp.sum([node(r) for r in s[1]]))
             elif s[0] == "dot":
                 pairs = [(node(a), node(b)) for a, b in s[1]]
-                nodes.append(micrograd_cpp.dot(*zip(*pairs)))
+                nodes.append(micrograd_cpp.dot(*zip(*pairs, strict=True)))
             elif s[0] == "bin":
                 nodes.append(BINARY[s[1]](node(s[2]), node(s[3])))
             elif s[0] == "pow":
@@ -342,7 +342,7 @@ def replay_random_program(backend, leaves, program, whole, rounds):
     assert len(prog) == len(topological_order(nodes[-1]))
     check_replay_equals_rebuild(backend, prog)  # unchanged leaves
     for data in rounds:
-        for x, value in zip(inputs, data):
+        for x, value in zip(inputs, data, strict=False):
             x.data = value
         check_replay_equals_rebuild(backend, prog)
 

@@ -31,7 +31,9 @@ def fused(V):
     """(sum, dot) building the same nodes on backend V: _core's one-call versions on C++."""
     if V is _core.Value:
         return _core.sum, _core.dot
-    return builtins.sum, lambda a, b, start=0: builtins.sum((x * y for x, y in zip(a, b)), start)
+    return builtins.sum, lambda a, b, start=0: builtins.sum(
+        (x * y for x, y in zip(a, b, strict=False)), start
+    )
 
 
 def custom(V, a, b, sleep):
@@ -150,7 +152,7 @@ def test_the_programs_exercise_the_engine():
 def test_threads_building_and_backpropagating_independent_graphs():
     seeds = [[1000 * t + i for i in range(12)] for t in range(THREADS)]
     results = run_in_threads([many(_core.Value, s) for s in seeds])
-    for s, result in zip(seeds, results):
+    for s, result in zip(seeds, results, strict=True):
         assert result == expected(s)
 
 
@@ -161,14 +163,14 @@ def test_a_backward_that_releases_the_gil_while_others_run():
     jobs = [many(_core.Value, seeds[0], sleep=True)]
     jobs += [many(_core.Value, s) for s in seeds[1:]]
     results = run_in_threads(jobs)
-    for s, result in zip(seeds, results):
+    for s, result in zip(seeds, results, strict=True):
         assert result == expected(s)
 
 
 def test_every_thread_releasing_the_gil_in_backward():
     seeds = [[9000 + 1000 * t + i for i in range(8)] for t in range(THREADS)]
     results = run_in_threads([many(_core.Value, s, sleep=True) for s in seeds])
-    for s, result in zip(seeds, results):
+    for s, result in zip(seeds, results, strict=True):
         assert result == expected(s)
 
 

@@ -234,11 +234,11 @@ def test_random_programs_match_micrograd(backend, upstream, seed):
     steps = finite_program(backend, leaves, random_program(rng, rng.randint(20, 300)))
     note(f"leaves={leaves!r}\nsteps={steps!r}")
     ours, theirs = build(backend, leaves, steps), build(upstream, leaves, steps)
-    for o, t in zip(ours, theirs):
+    for o, t in zip(ours, theirs, strict=True):
         assert structure(o) == structure(t)
     ours[-1].backward()
     theirs[-1].backward()
     scale = magnitudes(ours[-1])
-    for o, t in zip(ours, theirs):
+    for o, t in zip(ours, theirs, strict=True):
         s = scale.get(id(o), 0.0)
         assert math.isfinite(o.grad) and abs(o.grad - t.grad) <= 1e-12 * s + 1e-300

@@ -6,7 +6,7 @@ from .ops import dot, sum
 from .program import compile
 
 
-def install_as_micrograd():
+def install_as_micrograd() -> None:
     """Make `import micrograd`, `micrograd.engine` and `micrograd.nn` load micrograd-cpp, so that
     unchanged micrograd code runs on it."""
     import sys

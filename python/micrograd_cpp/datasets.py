@@ -1,9 +1,12 @@
 """Toy datasets, made with numpy alone."""
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def make_moons(n_samples=100, noise=0.1, seed=1337):
+def make_moons(
+    n_samples: int = 100, noise: float | None = 0.1, seed: int | None = 1337
+) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Two interleaving half circles, built as scikit-learn's make_moons builds them.
 
     Returns X, an (n_samples, 2) float array, and y, an int array of labels in {-1, 1} (the

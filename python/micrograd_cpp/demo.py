@@ -10,25 +10,36 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import losses, optim
 from .datasets import make_moons
 from .program import compile as compile_graph
 from .pure import nn as pure_nn
 
+if TYPE_CHECKING:
+    from .nn import MLP
+
+# on_step(k, loss, accuracy), called after each step
+OnStep = Callable[[int, float, float], None]
+History = list[tuple[float, float]]
+
 BACKENDS = ("cpp", "pure")
 
 
-def cpp_available():
+def cpp_available() -> bool:
     from . import ops
 
     return ops._CppValue is not None
 
 
-def nn_module(backend):
+def nn_module(backend: str) -> ModuleType:
     """micrograd_cpp.nn for 'cpp' (it must be the active engine); the oracle's nn for 'pure'."""
     if backend == "pure":
         return pure_nn
@@ -42,7 +53,9 @@ def nn_module(backend):
     return nn
 
 
-def setup(backend="cpp", seed=1337, n_samples=100):
+def setup(
+    backend: str = "cpp", seed: int = 1337, n_samples: int = 100
+) -> tuple["MLP", NDArray[np.float64], NDArray[np.intp]]:
     """The notebook's start: seeds, the moons (y in {-1, 1}) and MLP(2, [16, 16, 1])."""
     np.random.seed(seed)
     random.seed(seed)
@@ -51,12 +64,21 @@ def setup(backend="cpp", seed=1337, n_samples=100):
     return model, X, y
 
 
-def learning_rate(k, steps):
+def learning_rate(k: int, steps: int) -> float:
     """The notebook's schedule, 1.0 - 0.9*k/100, stretched when there are more than 100 steps."""
     return 1.0 - 0.9 * k / max(steps, 100)
 
 
-def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None, compiled=False):
+def train(
+    model: "MLP",
+    X: NDArray[np.float64],
+    y: NDArray[np.intp],
+    steps: int,
+    optimizer: str = "sgd",
+    on_step: OnStep | None = None,
+    horizon: int | None = None,
+    compiled: bool = False,
+) -> History:
     """The notebook's loop; returns the (loss, accuracy) of each step, measured before its update.
 
     The learning rate follows learning_rate(k, horizon), horizon defaulting to steps: a shorter
@@ -69,6 +91,7 @@ def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None, compi
     exactly that arithmetic, in one call per step on C++); 'adamw' is optim.AdamW with the same
     schedule scaled to lr 0.05 (no weight decay: the loss has its own L2 term).
     """
+    opt: optim.SGD | optim.AdamW
     if optimizer == "sgd":
         opt, lr0 = optim.SGD(model.parameters(), lr=1.0), 1.0
     elif optimizer == "adamw":
@@ -102,8 +125,14 @@ def train(model, X, y, steps, optimizer="sgd", on_step=None, horizon=None, compi
 
 
 def run(
-    steps=100, seed=1337, backend="cpp", optimizer="sgd", on_step=None, horizon=None, compiled=False
-):
+    steps: int = 100,
+    seed: int = 1337,
+    backend: str = "cpp",
+    optimizer: str = "sgd",
+    on_step: OnStep | None = None,
+    horizon: int | None = None,
+    compiled: bool = False,
+) -> tuple["MLP", NDArray[np.float64], NDArray[np.intp], History, float]:
     """Set up and train; returns (model, X, y, history, seconds spent training)."""
     model, X, y = setup(backend, seed)
     start = time.perf_counter()
@@ -111,7 +140,9 @@ def run(
     return model, X, y, history, time.perf_counter() - start
 
 
-def plot_decision_boundary(model, X, y, path):
+def plot_decision_boundary(
+    model: "MLP", X: NDArray[np.float64], y: NDArray[np.intp], path: str
+) -> None:
     """The notebook's last cell: the model's decision regions and the data, saved to path."""
     import matplotlib
 
@@ -136,7 +167,7 @@ def plot_decision_boundary(model, X, y, path):
     plt.close(fig)
 
 
-def draw_neuron(model, X, path):
+def draw_neuron(model: "MLP", X: NDArray[np.float64], path: str | Path) -> Path:
     """One neuron of the first layer on the first data point, drawn by viz.draw_dot.
 
     The image format follows path's suffix. Returns the file written: path, or, when Graphviz's
@@ -164,7 +195,7 @@ def draw_neuron(model, X, path):
     return source
 
 
-def _missing(module):
+def _missing(module: str) -> bool:
     try:
         __import__(module)
     except ImportError:
@@ -172,26 +203,26 @@ def _missing(module):
     return False
 
 
-def _progress(steps, backend):
+def _progress(steps: int, backend: str) -> tuple[OnStep, Callable[[], None]]:
     """(on_step callback, close): a tqdm bar when tqdm is installed, else a line per step."""
     try:
         from tqdm import tqdm
     except ImportError:
 
-        def on_step(k, loss, acc):
+        def print_step(k: int, loss: float, acc: float) -> None:
             print(f"step {k} loss {loss}, accuracy {acc * 100}%", flush=True)
 
-        return on_step, lambda: None
+        return print_step, lambda: None
     bar = tqdm(total=steps, desc=f"training ({backend})", unit="step")
 
-    def on_step(k, loss, acc):
+    def on_step(k: int, loss: float, acc: float) -> None:
         bar.set_postfix_str(f"loss {loss:.6f}, accuracy {acc * 100:.1f}%", refresh=False)
         bar.update()
 
     return on_step, bar.close
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m micrograd_cpp",
         description="Train micrograd's demo MLP on the two moons and time it against pure Python.",

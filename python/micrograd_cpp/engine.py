@@ -3,6 +3,7 @@ set before import or the compiled extension cannot be loaded."""
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 from .pure import engine as _pure
 
@@ -22,7 +23,9 @@ if BACKEND == "cpp":
         )
         BACKEND = "pure"
 
-if BACKEND == "cpp":
+if TYPE_CHECKING:  # both Values have one API: the checker knows it from _core.pyi
+    from ._core import Value, topological_order
+elif BACKEND == "cpp":
     Value = _core.Value
     topological_order = _core.topological_order
 else:

@@ -1,9 +1,22 @@
 """Losses from the micrograd demos, building micrograd's graphs with fused sums (see ops)."""
 
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
 from . import engine, ops
+from .engine import Value
 
 
-def svm_loss(model, X, y, alpha=1e-4):
+class Model(Protocol):
+    """What the losses need of a model: micrograd_cpp.nn.MLP, or a model of your own."""
+
+    def __call__(self, x: Sequence[Value], /) -> Value | Any: ...
+    def parameters(self) -> list[Value]: ...
+
+
+def svm_loss(
+    model: Model, X: Iterable[Iterable[float]], y: Iterable[float], alpha: float = 1e-4
+) -> tuple[Value, float]:
     """The max-margin loss of micrograd's demo.ipynb, with L2 regularisation: (loss, accuracy).
 
     Each row of X is wrapped in Values (of the model's Value class) and scored by the model;
@@ -12,13 +25,15 @@ def svm_loss(model, X, y, alpha=1e-4):
     of scores with the sign of their label.
     """
     params = model.parameters()
-    Value = type(params[0]) if params else engine.Value
+    Value: type[engine.Value] = type(params[0]) if params else engine.Value
     inputs = [list(map(Value, xrow)) for xrow in X]
     total_loss, scores = svm_loss_graph(model, inputs, y, alpha)
     return total_loss, accuracy(scores, y)
 
 
-def svm_loss_graph(model, inputs, y, alpha=1e-4):
+def svm_loss_graph(
+    model: Model, inputs: Sequence[Sequence[Value]], y: Iterable[float], alpha: float = 1e-4
+) -> tuple[Value, list[Value]]:
     """svm_loss's graph over inputs that are already Values: (loss, scores).
 
     The scores are the model's outputs, nodes of the loss graph: after a compiled loss replays
@@ -32,7 +47,7 @@ def svm_loss_graph(model, inputs, y, alpha=1e-4):
     return data_loss + reg_loss, scores
 
 
-def accuracy(scores, y):
+def accuracy(scores: Iterable[Value], y: Iterable[float]) -> float:
     """The fraction of scores (Values) with the sign of their label (-1 or 1)."""
     if hasattr(y, "tolist"):  # a numpy array: its elements as Python numbers compare faster
         y = y.tolist()
@@ -40,7 +55,7 @@ def accuracy(scores, y):
     return float(sum(hits) / len(hits))
 
 
-def mse(preds, targets):
+def mse(preds: Iterable[Value], targets: Iterable[Value | float]) -> Value:
     """Mean squared error: sum((p - t)**2 for p, t in zip(preds, targets)) * (1.0 / n).
 
     preds are Values (or numbers), targets numbers or Values; both of length n > 0.
@@ -51,7 +66,7 @@ def mse(preds, targets):
     return ops.sum([(p - t) ** 2 for p, t in zip(preds, targets)]) * (1.0 / len(preds))
 
 
-def cross_entropy(logits, target):
+def cross_entropy(logits: Sequence[Value], target: int) -> Value:
     """Negative log-likelihood of class `target` under softmax(logits), as EurekaLabs writes it.
 
     -log(exp(logits[target]) / sum(exp(x) for x in logits)), without subtracting the max

@@ -9,29 +9,69 @@ nodes are the ones micrograd creates, so graphs, gradients and every rounding ma
 oracle's nn exactly.
 """
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from . import ops
 from .engine import Value
 from .pure import nn as _pure
 
-Module = _pure.Module
+if TYPE_CHECKING:  # the oracle's Module, declared again with the engine's Values
+
+    class Module:
+        def zero_grad(self) -> None: ...
+        def parameters(self) -> list[Value]: ...
+
+else:
+    Module = _pure.Module
 
 
 class Neuron(_pure.Neuron):
-    _Value = Value
+    """relu(w·x + b), or w·x + b when nonlin is False, over nin inputs: micrograd's Neuron, with
+    weights uniform in [-1, 1] and bias 0, its forward in one call on C++."""
 
-    def __call__(self, x):
+    _Value = Value
+    if TYPE_CHECKING:  # the oracle's attributes and methods, holding the engine's Values
+        w: list[Value]
+        b: Value
+
+        def parameters(self) -> list[Value]: ...
+
+    def __call__(self, x: Iterable[Value | float]) -> Value:
+        """The neuron's output on inputs x (Values or numbers)."""
         return ops.neuron(self.w, self.b, x, self.nonlin)
 
 
 class Layer(_pure.Layer):
-    _Neuron = Neuron
+    """nout Neurons over the same nin inputs (kwargs, e.g. nonlin, go to each): micrograd's
+    Layer, its forward in one call on C++."""
 
-    def __call__(self, x):
+    _Neuron = Neuron
+    if TYPE_CHECKING:
+        neurons: list[Neuron]
+
+        def parameters(self) -> list[Value]: ...
+
+    # Value | Any, as typeshed types a result whose type depends on a value: nout decides
+    # between a Value and a list of Values at run time. Code that uses it as a Value, like
+    # micrograd's `(1 + -yi*model(x)).relu()`, type-checks as it is; code that uses a list
+    # first narrows it (`assert isinstance(out, list)`), which Value | list[Value] would demand
+    # of both.
+    def __call__(self, x: Iterable[Value | float]) -> Value | Any:
+        """The neurons' outputs on x: a Value if the layer has one neuron, else a list."""
         if set(map(type, self.neurons)) != {Neuron}:  # someone's own neurons: call each
-            return super().__call__(x)
+            return super().__call__(x)  # type: ignore[arg-type]  # typed for the oracle's Value
         out = ops.layer(self.neurons, x)
         return out[0] if len(out) == 1 else out
 
 
 class MLP(_pure.MLP):
+    """A multi-layer perceptron, micrograd's MLP(nin, nouts): Layers of sizes nouts over nin
+    inputs, ReLU but the last. model(x) is a Value if nouts ends in 1, else a list (see Layer)."""
+
     _Layer = Layer
+    if TYPE_CHECKING:
+        layers: list[Layer]
+
+        def __call__(self, x: Iterable[Value | float]) -> Value | Any: ...
+        def parameters(self) -> list[Value]: ...

@@ -7,8 +7,11 @@ that Python line.
 """
 
 import builtins
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, overload
 
 from . import engine
+from .engine import Value
 
 # The C++ Value class when it is the active backend, else None.
 if engine.BACKEND == "cpp":
@@ -16,14 +19,19 @@ if engine.BACKEND == "cpp":
 
     _CppValue = _core.Value
 else:
-    _core = _CppValue = None
+    _core = _CppValue = None  # type: ignore[assignment]
 
 
-def _fused(name):
+def _fused(name: str) -> Callable[..., Any] | None:
     """The extension's function of that name, if the C++ backend is active and provides it."""
     return getattr(_core, name, None)
 
 
+# They are called only when a C++ Value takes part, so they return Values.
+_core_neuron: Callable[..., Value] | None
+_core_layer: Callable[..., list[Value]] | None
+_core_sum: Callable[..., Value] | None
+_core_dot: Callable[..., Value] | None
 _core_neuron, _core_layer = _fused("neuron"), _fused("layer")
 _core_sum, _core_dot = _fused("sum"), _fused("dot")
 
@@ -31,7 +39,7 @@ _core_sum, _core_dot = _fused("sum"), _fused("dot")
 _EMPTY = object()
 
 
-def _first(xs):
+def _first(xs: Iterable[Any]) -> tuple[Any, Iterable[Any]]:
     """(first item or _EMPTY, an iterable of all of xs): a generator is read once, lazily."""
     if isinstance(xs, (list, tuple)):
         return (xs[0] if xs else _EMPTY), xs
@@ -41,12 +49,12 @@ def _first(xs):
     return _EMPTY, ()
 
 
-def _chain(x, it):
+def _chain(x: Any, it: Iterator[Any]) -> Iterator[Any]:
     yield x
     yield from it
 
 
-def neuron(w, b, x, nonlin):
+def neuron(w: Sequence[Value], b: Value, x: Iterable[Value | float], nonlin: bool) -> Value:
     """micrograd's Neuron forward:
 
         act = sum((wi*xi for wi, xi in zip(w, x)), b)
@@ -60,7 +68,7 @@ def neuron(w, b, x, nonlin):
     return act.relu() if nonlin else act
 
 
-def layer(neurons, x):
+def layer(neurons: Sequence[Any], x: Iterable[Value | float]) -> list[Value]:
     """A Layer's outputs, [neuron(n.w, n.b, x, n.nonlin) for n in neurons], in one call on C++.
 
     neurons are micrograd Neurons (anything with w, b and nonlin); x is iterated once per neuron.
@@ -70,7 +78,16 @@ def layer(neurons, x):
     return [neuron(n.w, n.b, x, n.nonlin) for n in neurons]
 
 
-def sum(values, start=0):
+# sum and dot give a Value when a Value takes part, a number when only numbers do.
+@overload
+def sum(values: Iterable[float], start: float = 0) -> float: ...
+@overload
+def sum(values: Iterable[Value], start: Value | float = 0) -> Value: ...
+@overload
+def sum(values: Iterable[Value | float], start: Value) -> Value: ...
+@overload
+def sum(values: Iterable[Value | float], start: Value | float = 0) -> Value | float: ...
+def sum(values: Iterable[Value | float], start: Value | float = 0) -> Value | float:
     """Python's sum: result = start, then result = result + v for each v in values."""
     if _core_sum is not None:
         first, values = _first(values)
@@ -79,7 +96,19 @@ def sum(values, start=0):
     return builtins.sum(values, start)
 
 
-def dot(a, b, start=0):
+@overload
+def dot(a: Iterable[float], b: Iterable[float], start: float = 0) -> float: ...
+@overload
+def dot(a: Iterable[Value], b: Iterable[Value | float], start: Value | float = 0) -> Value: ...
+@overload
+def dot(a: Iterable[Value | float], b: Iterable[Value], start: Value | float = 0) -> Value: ...
+@overload
+def dot(
+    a: Iterable[Value | float], b: Iterable[Value | float], start: Value | float = 0
+) -> Value | float: ...
+def dot(
+    a: Iterable[Value | float], b: Iterable[Value | float], start: Value | float = 0
+) -> Value | float:
     """sum((ai*bi for ai, bi in zip(a, b)), start): the products and sums in that order."""
     if _core_dot is not None:
         a0, a = _first(a)

@@ -10,11 +10,14 @@ provides sgd_step / adamw_step, which must give exactly what these loops give.
 """
 
 import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar
 
 from . import ops
+from .engine import Value
 
 
-def _check(name, value, low=0.0, below=None):
+def _check(name: str, value: float, low: float = 0.0, below: float | None = None) -> None:
     """torch.optim's argument checks: a ValueError now rather than a bad step later."""
     x = float(value)
     if not (x >= low and (below is None or x < below)):
@@ -23,7 +26,11 @@ def _check(name, value, low=0.0, below=None):
 
 
 class _Optimizer:
-    def __init__(self, params, lr):
+    _core_name: ClassVar[str]  # the extension's function for a step
+    _core_step: Callable[..., None] | None
+    _core_zero: Callable[[Sequence[Value]], None] | None
+
+    def __init__(self, params: Iterable[Value], lr: float) -> None:
         _check("learning rate", lr)
         self.params = list(params)
         self.lr = lr
@@ -32,7 +39,8 @@ class _Optimizer:
         self._core_step = ops._fused(self._core_name) if cpp else None
         self._core_zero = ops._fused("zero_grads") if cpp else None
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
+        """Set every parameter's grad to 0."""
         if self._core_zero is not None:
             self._core_zero(self.params)
             return
@@ -49,14 +57,17 @@ class SGD(_Optimizer):
 
     _core_name = "sgd_step"
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(
+        self, params: Iterable[Value], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(params, lr)
         _check("momentum value", momentum)
         _check("weight_decay value", weight_decay)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.buf = [0.0] * len(self.params)  # momentum buffers
 
-    def step(self):
+    def step(self) -> None:
+        """Update every parameter from its grad."""
         self.t += 1
         if self._core_step is not None:
             args = (float(self.lr), float(self.momentum), float(self.weight_decay))
@@ -82,7 +93,14 @@ class AdamW(_Optimizer):
 
     _core_name = "adamw_step"
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(
+        self,
+        params: Iterable[Value],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
         super().__init__(params, lr)
         _check("epsilon value", eps)
         _check("beta parameter at index 0", betas[0], below=1.0)
@@ -92,7 +110,8 @@ class AdamW(_Optimizer):
         self.m = [0.0] * len(self.params)  # first moments
         self.v = [0.0] * len(self.params)  # second moments
 
-    def step(self):
+    def step(self) -> None:
+        """Update every parameter from its grad."""
         self.t += 1
         lr, eps, wd = float(self.lr), float(self.eps), float(self.weight_decay)
         beta1, beta2 = (float(beta) for beta in self.betas)

@@ -4,16 +4,23 @@ draw_dot needs the optional graphviz package (pip install micrograd-cpp[viz]); r
 returned Digraph to an image also needs Graphviz's `dot` program.
 """
 
+from collections.abc import Iterable
+from typing import Any
 
-def _children(v):
+from .engine import Value
+
+
+def _children(v: Value) -> Iterable[Value]:
     """A node's operands: in order where the Value keeps them, else micrograd's set `_prev`."""
     kids = getattr(v, "_children", None)
     return v._prev if kids is None else kids
 
 
-def _walk(root):
+def _walk(root: Value) -> tuple[list[Value], list[tuple[Value, Value]]]:
     """(nodes, edges) under root in a reproducible order; an edge is (child, parent)."""
-    nodes, edges, seen = [], [], {id(root)}
+    nodes: list[Value] = []
+    edges: list[tuple[Value, Value]] = []
+    seen = {id(root)}
     stack = [root]
     while stack:
         v = stack.pop()
@@ -26,19 +33,19 @@ def _walk(root):
     return nodes, edges
 
 
-def trace(root):
+def trace(root: Value) -> tuple[set[Value], set[tuple[Value, Value]]]:
     """The set of nodes under root and the set of edges (child, parent) between them."""
     nodes, edges = _walk(root)
     return set(nodes), set(edges)
 
 
-def _escape(text):
+def _escape(text: str) -> str:
     for c in "\\{}|<>":
         text = text.replace(c, "\\" + c)
     return text
 
 
-def draw_dot(root, format="svg", rankdir="LR"):
+def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR") -> Any:
     """The graph under root as a graphviz.Digraph: micrograd's trace_graph.ipynb picture.
 
     Each Value is a record `{ data %.4f | grad %.4f }` (with its label first if it has one);

@@ -10,9 +10,14 @@ import copy
 import math
 import numbers
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias
+
+# What Value(x) and the operators take as a number: anything with __float__ or __index__.
+Number: TypeAlias = SupportsFloat | SupportsIndex
 
 
-def _as_float(x):
+def _as_float(x: Number) -> float:
     """Convert like the C API's PyFloat_AsDouble (as Value(x) does): a float's own value, else
     __float__, else __index__; never a string."""
     if isinstance(x, float):
@@ -23,7 +28,7 @@ def _as_float(x):
     raise TypeError(f"must be real number, not {kind.__name__}")
 
 
-def _operand_float(x):
+def _operand_float(x: Number) -> float:
     """A number operand's value, as Python's float arithmetic reads it: a float's or an int's
     own value (whatever its __float__ says), any other number's float()."""
     if isinstance(x, float):
@@ -36,30 +41,31 @@ def _operand_float(x):
 _BUILTIN = object()  # _custom_backward when the user assigned no _backward
 
 
-def _is_number(x):
+def _is_number(x: object) -> bool:
     return isinstance(x, (int, float, numbers.Real)) and not isinstance(x, Value)
 
 
-def _not_a_number(ufunc, a, b):
+def _not_a_number(ufunc: str, a: object, b: object) -> "Value":
     """numpy arrays hand their operators to Value (it sets __array_priority__, so that numpy
     scalars do too, much faster than numpy's own path): apply the ufunc element by element, as
     numpy would have. Anything else is not an operand."""
     numpy = sys.modules.get("numpy")
     array = b if isinstance(a, Value) else a
     if numpy is None or not isinstance(array, numpy.ndarray):
-        return NotImplemented
-    return getattr(numpy, ufunc)(a, b)
+        return NotImplemented  # type: ignore[no-any-return]
+    return getattr(numpy, ufunc)(a, b)  # type: ignore[no-any-return]  # an array of Values
 
 
-def _pow(x, e):
+def _pow(x: float, e: float) -> float:
     """float ** float as Python computes it, but a complex result raises ValueError."""
-    r = x**e
+    r: float = x**e
     if type(r) is complex:
         raise ValueError("negative number cannot be raised to a fractional power")
     return r
 
 
-def _forward(rule, a, b, e):
+# b is None for a unary op, e for any op but '**'.
+def _forward(rule: str, a: float, b: Any, e: Any) -> Any:
     """The value of built-in op `rule` on operand values a and b (e: a '**' exponent)."""
     if rule == "+":
         return a + b
@@ -76,7 +82,9 @@ def _forward(rule, a, b, e):
     return math.log(a)
 
 
-def _gradient(rule, out, g, e, a, b):
+def _gradient(
+    rule: str, out: float, g: float, e: Any, a: float, b: Any
+) -> tuple[float, float | None]:
     """What a node (value out, grad g) adds to its operands' grads (b's is None for unary ops):
     micrograd's local chain rule, on operand values a and b."""
     if rule == "+":
@@ -94,12 +102,12 @@ def _gradient(rule, out, g, e, a, b):
     return (1 / a) * g, None
 
 
-def topological_order(root):
+def topological_order(root: "Value") -> list["Value"]:
     """Nodes under root, children before parents: micrograd's build_topo without recursion.
 
     Children are visited in operand order, so the order (and every rounding) is reproducible.
     """
-    topo = []
+    topo: list[Value] = []
     visited = {id(root)}
     stack = [(root, iter(root._children))]
     while stack:
@@ -120,20 +128,30 @@ class Value:
 
     # _rule names the built-in chain rule (None for leaves and user-made nodes); _exponent is
     # the float exponent of a '**' node.
-    __slots__ = (
-        "__dict__",
-        "_children",
-        "_custom_backward",
-        "_data",
-        "_exponent",
-        "_grad",
-        "_op",
-        "_rule",
-    )
+    __slots__ = {
+        "__dict__": None,
+        "_children": "the operand Values in order (micrograd's _prev is their set)",
+        "_custom_backward": None,
+        "_data": None,
+        "_exponent": None,
+        "_grad": None,
+        "_op": "the op that produced this node ('' for a leaf), a label for drawing",
+        "_rule": None,
+    }
+    _children: tuple["Value", ...]
+    _custom_backward: Any  # a _backward the user assigned, or _BUILTIN
+    _data: float
+    _exponent: float | None
+    _grad: float
+    _op: str
+    _rule: str | None
     label = ""
     __array_priority__ = 1000.0
 
-    def __init__(self, data, _children=(), _op="", label=""):
+    def __init__(
+        self, data: Number, _children: Iterable["Value"] = (), _op: str = "", label: str = ""
+    ) -> None:
+        """Initialize self: a leaf holding float(data), or a node over _children made by _op."""
         # Check everything first: a failed (re-)initialisation changes nothing.
         data = _as_float(data)
         children = tuple(_children)
@@ -156,30 +174,40 @@ class Value:
     grad = property(lambda self: self._grad, lambda self, x: setattr(self, "_grad", _as_float(x)))
 
     @property
-    def _prev(self):
+    def _prev(self) -> set["Value"]:
+        """the set of distinct operand Values, as micrograd keeps them (_children has their
+        order)"""
         return set(self._children)
 
     @property
-    def _backward(self):
+    def _backward(self) -> Callable[[], Any]:
+        """this node's local chain rule: adds its share of the grad to its operands' grads.
+        Assign a function to give your own op its rule; del restores the built-in one."""
         fn = self._custom_backward
         return self._local_rule if fn is _BUILTIN else fn
 
     @_backward.setter
-    def _backward(self, fn):
+    def _backward(self, fn: Callable[[], Any]) -> None:
         self._custom_backward = fn
 
     @_backward.deleter
-    def _backward(self):
+    def _backward(self) -> None:
         self._custom_backward = _BUILTIN
 
     @staticmethod
-    def _node(data, children, op, rule, exponent=None):
+    def _node(
+        data: float,
+        children: tuple["Value", ...],
+        op: str,
+        rule: str | None,
+        exponent: float | None = None,
+    ) -> "Value":
         out = object.__new__(Value)
         out._data, out._grad, out._children, out._op = data, 0.0, children, op
         out._rule, out._exponent, out._custom_backward = rule, exponent, _BUILTIN
         return out
 
-    def _clone(self, children):
+    def _clone(self, children: Sequence["Value"]) -> "Value":
         """A new node of this type with this op, data, grad and exponent over `children`."""
         out = object.__new__(type(self))
         out._data, out._grad, out._children, out._op = (
@@ -192,14 +220,14 @@ class Value:
         out._custom_backward = self._custom_backward
         return out
 
-    def __copy__(self):
+    def __copy__(self) -> "Value":
         """A new node with this one's op, data, grad, operands and attributes."""
         out = self._clone(self._children)
         for name, value in vars(self).items():
             setattr(out, name, value)
         return out
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Value":
         """A copy of the whole graph under this Value (shared nodes stay shared), made without
         recursion so that deep graphs copy too."""
         for node in topological_order(self):
@@ -208,12 +236,12 @@ class Value:
                 memo[id(node)] = clone
                 for name, value in vars(node).items():
                     setattr(clone, name, copy.deepcopy(value, memo))
-        return memo[id(self)]
+        return memo[id(self)]  # type: ignore[no-any-return]
 
-    def __reduce_ex__(self, protocol):
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object: pickle its .data instead")
 
-    def _local_rule(self):
+    def _local_rule(self) -> None:
         """Apply this node's chain rule, micrograd's formula in micrograd's order."""
         if self._rule is None:
             return
@@ -223,21 +251,21 @@ class Value:
         if db is not None:
             b.grad += db
 
-    def __add__(self, other):
+    def __add__(self, other: "Value | float") -> "Value":
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("add", self, other)
             other = Value._node(_operand_float(other), (), "", None)
         return Value._node(_forward("+", self.data, other.data, None), (self, other), "+", "+")
 
-    def __mul__(self, other):
+    def __mul__(self, other: "Value | float") -> "Value":
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("multiply", self, other)
             other = Value._node(_operand_float(other), (), "", None)
         return Value._node(_forward("*", self.data, other.data, None), (self, other), "*", "*")
 
-    def __pow__(self, other):
+    def __pow__(self, other: float) -> "Value":
         if isinstance(other, Value):
             raise TypeError("only supporting int/float powers, not a Value exponent")
         if not _is_number(other):
@@ -245,59 +273,59 @@ class Value:
         e = _operand_float(other)
         return Value._node(_forward("**", self.data, None, e), (self,), f"**{other}", "**", e)
 
-    def _unary(self, rule):
+    def _unary(self, rule: str) -> "Value":
         return Value._node(_forward(rule, self.data, None, None), (self,), rule, rule)
 
-    def relu(self):
+    def relu(self) -> "Value":
         return self._unary("ReLU")
 
-    def tanh(self):
+    def tanh(self) -> "Value":
         return self._unary("tanh")
 
-    def exp(self):
+    def exp(self) -> "Value":
         return self._unary("exp")
 
-    def log(self):
+    def log(self) -> "Value":
         return self._unary("log")
 
-    def backward(self):
+    def backward(self) -> None:
         topo = topological_order(self)
         self.grad = 1.0
         for v in reversed(topo):
             v._backward()
 
-    def __neg__(self):  # -self
+    def __neg__(self) -> "Value":  # -self
         return self * -1
 
-    def __radd__(self, other):  # other + self
+    def __radd__(self, other: float) -> "Value":  # other + self
         if not _is_number(other):
             return _not_a_number("add", other, self)
         return self + other
 
-    def __sub__(self, other):  # self - other
+    def __sub__(self, other: "Value | float") -> "Value":  # self - other
         if not isinstance(other, Value) and not _is_number(other):
             return _not_a_number("subtract", self, other)
         return self + (-other)
 
-    def __rsub__(self, other):  # other + (-self)
+    def __rsub__(self, other: float) -> "Value":  # other + (-self)
         if not _is_number(other):
             return _not_a_number("subtract", other, self)
         return (-self) + other
 
-    def __rmul__(self, other):  # other * self
+    def __rmul__(self, other: float) -> "Value":  # other * self
         if not _is_number(other):
             return _not_a_number("multiply", other, self)
         return self * other
 
-    def __truediv__(self, other):  # self * other**-1
+    def __truediv__(self, other: "Value | float") -> "Value":  # self * other**-1
         if not isinstance(other, Value) and not _is_number(other):
             return _not_a_number("true_divide", self, other)
         return self * other**-1
 
-    def __rtruediv__(self, other):  # other * self**-1
+    def __rtruediv__(self, other: float) -> "Value":  # other * self**-1
         if not _is_number(other):
             return _not_a_number("true_divide", other, self)
         return self**-1 * other
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Value(data={self.data}, grad={self.grad})"

@@ -1,5 +1,7 @@
 """Graph replay in pure Python: the oracle of the C++ Program (micrograd_cpp.compile)."""
 
+from typing import Any
+
 from .engine import _BUILTIN, Value, _forward, _gradient, topological_order
 
 
@@ -7,7 +9,7 @@ class Program:
     """A graph frozen for replay: forward() recomputes it from its leaves, backward()
     backpropagates it, without rebuilding it. Same semantics as the C++ Program."""
 
-    def __init__(self, root):
+    def __init__(self, root: Value) -> None:
         if not isinstance(root, Value):
             raise TypeError(f"compile() takes a Value, not {type(root).__name__}")
         order = topological_order(root)
@@ -27,18 +29,18 @@ class Program:
         ]
         self._leaves = [i for i, operands in enumerate(self._operands) if operands is None]
         # each node's op as compiled: re-initialising a node later does not change the program
-        self._rules = [(node._rule, node._exponent) for node in order]
+        self._rules: list[tuple[Any, Any]] = [(node._rule, node._exponent) for node in order]
         self._data = [node.data for node in order]  # the values backward() differentiates at
 
     @property
-    def root(self):
+    def root(self) -> Value:
         """The Value the program was compiled from."""
         return self._order[-1]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._order)
 
-    def forward(self):
+    def forward(self) -> None:
         """Recompute every non-leaf node from the leaves' current data; their grads restart
         at zero."""
         data, order = self._data, self._order
@@ -53,7 +55,7 @@ class Program:
             node.data = data[i] = _forward(rule, data[a], data[b], exponent)
             node.grad = 0.0
 
-    def backward(self):
+    def backward(self) -> None:
         """What root.backward() does, over the frozen order."""
         order, data = self._order, self._data
         grads = [node.grad for node in order]
@@ -73,12 +75,12 @@ class Program:
             for node, grad in zip(order, grads):
                 node.grad = grad
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every grad in the graph to zero."""
         for node in self._order:
             node.grad = 0.0
 
 
-def compile(root):
+def compile(root: Value) -> Program:
     """Freeze the graph under root into a Program that replays forward and backward."""
     return Program(root)
