@@ -3,6 +3,18 @@
 from . import engine, ops
 
 
+def _sized(items):
+    """items itself if it has a length (lists, numpy arrays), else its items in a list
+    (generators, which can be read only once)."""
+    return items if hasattr(items, "__len__") else list(items)
+
+
+def _check_lengths(loss, what, n, labels):
+    """Raise ValueError unless there are as many labels as `what` and at least one (a mean)."""
+    if n != len(labels) or n == 0:
+        raise ValueError(f"{loss} needs as many labels as {what}, got {n} and {len(labels)}")
+
+
 def svm_loss(model, X, y, alpha=1e-4):
     """The max-margin loss of micrograd's demo.ipynb, with L2 regularisation: (loss, accuracy).
 
@@ -13,7 +25,8 @@ def svm_loss(model, X, y, alpha=1e-4):
     """
     params = model.parameters()
     Value = type(params[0]) if params else engine.Value
-    inputs = [list(map(Value, xrow)) for xrow in X]
+    inputs, y = [list(map(Value, xrow)) for xrow in X], _sized(y)
+    _check_lengths("svm_loss", "rows of X", len(inputs), y)
     total_loss, scores = svm_loss_graph(model, inputs, y, alpha)
     return total_loss, accuracy(scores, y)
 
@@ -24,6 +37,8 @@ def svm_loss_graph(model, inputs, y, alpha=1e-4):
     The scores are the model's outputs, nodes of the loss graph: after a compiled loss replays
     (micrograd_cpp.compile), they hold the new scores, for accuracy(scores, y).
     """
+    inputs, y = _sized(inputs), _sized(y)
+    _check_lengths("svm_loss_graph", "inputs", len(inputs), y)
     params = model.parameters()
     scores = list(map(model, inputs))
     losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
@@ -36,6 +51,8 @@ def accuracy(scores, y):
     """The fraction of scores (Values) with the sign of their label (-1 or 1)."""
     if hasattr(y, "tolist"):  # a numpy array: its elements as Python numbers compare faster
         y = y.tolist()
+    scores, y = _sized(scores), _sized(y)
+    _check_lengths("accuracy", "scores", len(scores), y)
     hits = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
     return float(sum(hits) / len(hits))
 
