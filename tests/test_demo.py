@@ -368,8 +368,14 @@ def test_interrupt_stops_with_one_line(monkeypatch, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX's")
 def test_ctrl_c_during_training(tmp_path):
     """A real SIGINT, once the first step is printed: one line, exit code 130."""
-    code = "import sys; sys.modules['tqdm'] = None; from micrograd_cpp.demo import main; "
-    code += "sys.exit(main(['--backend', 'pure', '--steps', '1000']))"
+    code = (
+        "import signal, sys\n"
+        # as in a terminal, even where this test runs with SIGINT ignored (a background job)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "sys.modules['tqdm'] = None\n"
+        "from micrograd_cpp.demo import main\n"
+        "sys.exit(main(['--backend', 'pure', '--steps', '1000']))\n"
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=tmp_path,
