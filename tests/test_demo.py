@@ -2,7 +2,9 @@
 
 import gc
 import math
+import os
 import random
+import signal
 import subprocess
 import sys
 import warnings
@@ -248,17 +250,150 @@ def test_cli_plot(tmp_path):
     result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--plot", "moons.png")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "decision boundary saved to moons.png\n" in result.stdout
 
 
-def test_cli_dot(tmp_path):
-    pytest.importorskip("graphviz")
-    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--dot", "neuron.svg")
+def test_cli_plot_without_a_suffix_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--plot", "moons")
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "moons.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "moons").exists()
+    assert "decision boundary saved to moons.png\n" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["neuron.svg", "neuron"])
+def test_cli_dot(tmp_path, name):
+    """Without a suffix the graph is an SVG; the message names the file written."""
+    pytest.importorskip("graphviz")
+    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--dot", name)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["neuron.svg"], ["neuron.dot"])
     if (tmp_path / "neuron.svg").exists():  # Graphviz's dot program is installed
         assert "<svg" in (tmp_path / "neuron.svg").read_text()
+        assert "neuron graph saved to neuron.svg\n" in result.stdout
     else:
-        assert "DOT source" in result.stdout
+        assert "its DOT source is in neuron.dot\n" in result.stdout
         assert (tmp_path / "neuron.dot").read_text().startswith("digraph")
+
+
+def test_cli_dot_source(tmp_path):
+    pytest.importorskip("graphviz")
+    result = cli(tmp_path, "--steps", "1", "--backend", "pure", "--dot", "neuron.dot")
+    assert result.returncode == 0, result.stderr
+    assert "neuron graph saved to neuron.dot\n" in result.stdout
+    assert (tmp_path / "neuron.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize(
+    ("flag", "path", "error"),
+    [
+        ("--plot", "no/such/dir/moons.png", "no/such/dir is not an existing directory"),
+        ("--plot", "a_file/moons.png", "a_file is not an existing directory"),
+        ("--plot", "moons.xyz", "unknown format 'xyz' (known: "),
+        ("--plot", "a_dir", "a_dir.png is a directory"),
+        ("--plot", "a_dir/", "'a_dir/' names no file"),
+        ("--plot", "", "'' names no file"),
+        ("--dot", "no/such/dir/neuron.svg", "no/such/dir is not an existing directory"),
+        ("--dot", "n.xyz", "unknown format 'xyz' (known: "),
+    ],
+)
+def test_bad_output_files_stop_the_demo_before_it_trains(
+    tmp_path, monkeypatch, capsys, flag, path, error
+):
+    pytest.importorskip({"--plot": "matplotlib", "--dot": "graphviz"}[flag])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "a_dir.png").mkdir()
+    monkeypatch.setattr(demo, "run", None)  # training would fail with a TypeError
+    with pytest.raises(SystemExit) as excinfo:
+        demo.main(["--backend", "pure", flag, path])
+    assert excinfo.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    last = err.splitlines()[-1]
+    assert last.startswith(f"python -m micrograd_cpp: error: {flag}: ") and error in last
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**32), "1.5", "x"])
+def test_cli_rejects_a_seed_numpy_cannot_take(capsys, value):
+    with pytest.raises(SystemExit) as excinfo:
+        demo.main(["--backend", "pure", "--seed", value])
+    assert excinfo.value.code == 2
+    assert "error: argument --seed: " in capsys.readouterr().err
+
+
+def test_cli_takes_every_seed_numpy_takes():
+    assert demo.seed("0") == 0 and demo.seed(str(2**32 - 1)) == 2**32 - 1
+    assert demo.run(1, seed=2**32 - 1, backend="pure")[3][0][0] > 0
+
+
+def test_final_line_says_when_its_accuracy_was_measured(monkeypatch, capsys):
+    """After the last update; the last step's loss and accuracy were measured before it."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert demo.main(["--steps", "2", "--backend", "pure"]) == 0
+    assert final_accuracy(capsys.readouterr().out) == (
+        f"final accuracy {NOTEBOOK_ACCURACIES[2]:.1f}% after the last update (before it, step 1: "
+        f"loss {NOTEBOOK_LOSSES[1]:.6g}, accuracy {NOTEBOOK_ACCURACIES[1]:.1f}%)"
+    )
+
+
+def test_progress_while_timing_the_pure_backend(monkeypatch, capsys):
+    cpp_nn()
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert demo.main(["--steps", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    timing = [i for i, line in enumerate(out) if line.startswith("timing pure Python: ")]
+    assert [out[i] for i in timing] == [f"timing pure Python: step {k} of 3" for k in (1, 2, 3)]
+    assert out[timing[-1] + 1].startswith("pure: ")
+
+
+def test_progress_bar_while_timing_the_pure_backend(capsys):
+    cpp_nn()
+    pytest.importorskip("tqdm")
+    assert demo.main(["--steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "timing pure Python: 100%" in err and "2/2" in err
+
+
+def test_interrupt_stops_with_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(demo, "run", interrupted)
+    assert demo.main(["--backend", "pure"]) == 130
+    assert capsys.readouterr() == ("", "interrupted\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX's")
+def test_ctrl_c_during_training(tmp_path):
+    """A real SIGINT, once the first step is printed: one line, exit code 130."""
+    code = (
+        "import signal, sys\n"
+        # as in a terminal, even where this test runs with SIGINT ignored (a background job)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "sys.modules['tqdm'] = None\n"
+        "from micrograd_cpp.demo import main\n"
+        "sys.exit(main(['--backend', 'pure', '--steps', '1000']))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore::RuntimeWarning"},
+    )
+    try:
+        assert process.stdout.readline().startswith("step 0 loss ")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err == "interrupted\n"
 
 
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--backend", "gpu"], ["--optimizer", "x"]])
@@ -283,4 +418,4 @@ def test_missing_optional_packages(monkeypatch, capsys, module, flag, extra):
     with pytest.raises(SystemExit) as excinfo:
         demo.main(["--steps", "1", "--backend", "pure", flag, "out.file"])
     assert excinfo.value.code == 2
-    assert f"pip install micrograd-cpp[{extra}]" in capsys.readouterr().err
+    assert f"pip install 'micrograd-cpp[{extra}]'" in capsys.readouterr().err

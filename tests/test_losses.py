@@ -70,6 +70,43 @@ def test_svm_loss_labels_and_alpha(nn):
     assert math.isclose(ref - no_reg, 1e-4 * reg, rel_tol=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("rows", "labels"),
+    [(10, 2), (2, 10), (0, 0)],
+    ids=["fewer labels", "fewer rows", "empty"],
+)
+def test_svm_loss_needs_a_label_per_row(nn, rows, labels):
+    model, X, y = model_and_data(nn, n=10)
+    for X_, y_ in [(X[:rows], y[:labels]), (X[:rows].tolist(), list(y[:labels]))]:
+        with pytest.raises(ValueError, match=f"got {rows} and {labels}"):
+            losses.svm_loss(model, X_, y_)
+        inputs = [list(map(type(model.parameters()[0]), row)) for row in X_]
+        with pytest.raises(ValueError, match=f"got {rows} and {labels}"):
+            losses.svm_loss_graph(model, inputs, y_)
+
+
+def test_svm_loss_of_generators(nn):
+    """Generators are read once, as the lists they yield."""
+    model, X, y = model_and_data(nn, n=10)
+    loss, acc = losses.svm_loss(model, (row for row in X), (label for label in y))
+    ref, ref_acc = losses.svm_loss(model, X, y)
+    assert graph(loss) == graph(ref) and acc == ref_acc
+    with pytest.raises(ValueError, match="got 10 and 9"):
+        losses.svm_loss(model, (row for row in X), (label for label in y[:9]))
+
+
+def test_accuracy(backend):
+    scores = [backend(0.5), backend(-2.0), backend(1.0), backend(-0.1)]
+    assert losses.accuracy(scores, [1, -1, -1, 1]) == 0.5
+    assert losses.accuracy(scores, np.array([1.0, -1.0, 1.0, -1.0])) == 1.0
+    assert losses.accuracy(iter(scores), (v for v in [1, 1, 1, 1])) == 0.5
+    for labels in ([1], np.array([1.0]), [1, -1, 1, -1, 1], (v for v in [1, -1])):
+        with pytest.raises(ValueError, match="accuracy needs as many labels as scores"):
+            losses.accuracy(scores, labels)
+    with pytest.raises(ValueError, match="got 0 and 0"):
+        losses.accuracy([], np.array([]))
+
+
 def test_mse(backend):
     preds = [backend(1.0), backend(-2.0), backend(0.5)]
     loss = losses.mse(preds, [0.0, np.float64(-1.0), 2])

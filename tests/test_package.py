@@ -6,6 +6,7 @@ Backend selection happens at import, so each case runs in a fresh interpreter.
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ import textwrap
 import pytest
 
 
-def run_python(code, backend=None, *flags):
+def run_python(code, backend=None, *flags, cwd=None):
     """Run code in a fresh interpreter with MICROGRAD_CPP_BACKEND set to backend (or unset)."""
     env = {k: v for k, v in os.environ.items() if k != "MICROGRAD_CPP_BACKEND"}
     if backend is not None:
@@ -24,6 +25,7 @@ def run_python(code, backend=None, *flags):
         text=True,
         env=env,
         timeout=120,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -47,6 +49,15 @@ def test_pure_backend_on_request():
         print("ok")
     """
     assert run_python(code, "pure", "-W", "error") == "ok\n"
+
+
+def test_empty_backend_variable_means_the_default():
+    code = """
+        import micrograd_cpp, micrograd_cpp._core
+        assert micrograd_cpp.BACKEND == "cpp" and micrograd_cpp.Value is micrograd_cpp._core.Value
+        print("ok")
+    """
+    assert run_python(code, "", "-W", "error") == "ok\n"
 
 
 FALLBACK = """
@@ -85,6 +96,70 @@ def test_fallback_warning_says_why_loading_failed():
     """
     code = FALLBACK.format(break_extension=textwrap.indent(textwrap.dedent(broken), "    ").strip())
     assert run_python(code) == "ok\n"
+
+
+def copy_of_the_package(tmp_path, extension=None):
+    """A copy of the installed package in tmp_path without its extension, or with extension's
+    bytes as one (a corrupt file): imported from tmp_path, it shadows the installed one."""
+    spec = importlib.util.find_spec("micrograd_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("micrograd_cpp is not installed")
+    installed = spec.submodule_search_locations[0]
+    cores = [name for name in os.listdir(installed) if name.startswith("_core.")]
+    package = tmp_path / "micrograd_cpp"
+    shutil.copytree(installed, package, ignore=shutil.ignore_patterns("_core.*", "__pycache__"))
+    shutil.copy(os.path.join(installed, "_core.pyi"), package)
+    if extension is not None:
+        name = next(name for name in cores if name != "_core.pyi")
+        (package / name).write_bytes(extension)
+        return package / name
+    return package
+
+
+# the user's own script: the warning must point at its import line (3), not at the package
+USER_SCRIPT = """\
+import warnings
+warnings.simplefilter("always")
+import micrograd_cpp
+assert micrograd_cpp.BACKEND == "pure", micrograd_cpp.BACKEND
+"""
+
+
+def fallback_warning(tmp_path):
+    """The warning printed when tmp_path/user.py imports the package: (file:line, message)."""
+    (tmp_path / "user.py").write_text(USER_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MICROGRAD_CPP_BACKEND"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    where, _, message = first.partition(": RuntimeWarning: ")
+    assert message, result.stderr
+    return where, message
+
+
+def test_fallback_warning_names_the_missing_extension(tmp_path):
+    package = copy_of_the_package(tmp_path)
+    where, message = fallback_warning(tmp_path)
+    assert where == f"{tmp_path / 'user.py'}:3"
+    assert message == (
+        "micrograd-cpp is using its pure-Python engine: there is no C++ extension "
+        f"(_core*.so or _core*.pyd) for this Python in {package}"
+    )
+
+
+def test_fallback_warning_names_a_corrupt_extension(tmp_path):
+    extension = copy_of_the_package(tmp_path, extension=b"not a shared library")
+    where, message = fallback_warning(tmp_path)
+    assert where == f"{tmp_path / 'user.py'}:3"
+    prefix = f"micrograd-cpp is using its pure-Python engine: the C++ extension {extension} "
+    assert message.startswith(prefix + "failed to load (")
+    assert "circular import" not in message and "__init__" not in message
 
 
 INSTALL = """
@@ -126,9 +201,32 @@ def test_install_as_micrograd(backend):
 
 
 def test_install_as_micrograd_replaces_an_imported_micrograd():
+    """It still installs, and warns that what was taken from upstream's keeps its classes."""
     pytest.importorskip("micrograd")
-    before = "import micrograd.engine"
-    assert run_python(INSTALL.format(before=before), None, "-W", "error") == README_NUMBERS
+    code = """
+        import warnings
+        import micrograd.engine
+        from micrograd.engine import Value
+        import micrograd_cpp
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            micrograd_cpp.install_as_micrograd()
+        (warning,) = caught
+        assert warning.category is RuntimeWarning and warning.filename == "<string>"
+        print(warning.lineno, warning.message)
+        import micrograd.engine
+        assert micrograd.engine.Value is micrograd_cpp.Value and Value is not micrograd_cpp.Value
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            micrograd_cpp.install_as_micrograd()  # micrograd is ours now: nothing to warn about
+    """
+    lineno, message = run_python(code, None, "-W", "error").split(" ", 1)
+    assert lineno == "8"  # the call, in code (which starts with an empty line)
+    assert message.startswith(
+        "install_as_micrograd() came after `import micrograd` (micrograd, micrograd.engine "
+        "already loaded): "
+    )
+    assert "call install_as_micrograd() first" in message
 
 
 def test_version_is_the_distribution_version():

@@ -1,7 +1,11 @@
 """trace and draw_dot: micrograd's trace_graph.ipynb, without recursion."""
 
+import html
+import json
 import random
 import re
+import shutil
+import subprocess
 import sys
 import warnings
 from collections import Counter
@@ -128,6 +132,57 @@ def test_draw_dot_labels(backend):
     assert "{ a\\{1\\}\\|\\<b\\> | data 2.0000 | grad 0.0000 }" in labels
 
 
+def unusual(Value):
+    """A graph whose op names and labels are DOT syntax, and one label that is not a string."""
+    a, b = Value(2.0, label=7), Value(3.0, label='q"\\x<{|}')
+    c = Value(6.0, (a, b), "a:b")  # graphviz reads a:b in an edge as node a, port b
+    return Value(1.0, (c,), '<i>\\n"'), a, b, c
+
+
+def test_draw_dot_of_any_op_name_and_label(backend):
+    pytest.importorskip("graphviz")
+    d, *_ = unusual(backend)
+    labels, edges = parse(viz.draw_dot(d))
+    c_record = "{ data 6.0000 | grad 0.0000 }"
+    assert labels["{ 7 | data 2.0000 | grad 0.0000 }"] == 1
+    assert labels["a:b"] == 1
+    assert edges == Counter(
+        {
+            ("a:b", c_record): 1,
+            ("{ 7 | data 2.0000 | grad 0.0000 }", "a:b"): 1,
+            ('{ q\\"\\\\x\\<\\{\\|\\} | data 3.0000 | grad 0.0000 }', "a:b"): 1,
+            (c_record, '<i>\\\\n\\"'): 1,
+            ('<i>\\\\n\\"', "{ data 1.0000 | grad 0.0000 }"): 1,
+        }
+    )
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+def test_graphviz_reads_any_op_name_and_label(backend):
+    """Graphviz's own parser: every edge joins two drawn nodes, every text is drawn verbatim."""
+    pytest.importorskip("graphviz")
+    d, a, b, c = unusual(backend)
+    dot = viz.draw_dot(d)
+    run = subprocess.run(["dot", "-Tjson"], input=dot.source, capture_output=True, text=True)
+    assert run.returncode == 0 and not run.stderr, run.stderr
+    graph = json.loads(run.stdout)
+    names = [node["name"] for node in graph["objects"]]
+    assert len(names) == 6  # 4 Values and 2 ops: no node made up from a port
+    op = {v: next(n for n in names if n != str(id(v)) and n.startswith(str(id(v)))) for v in (c, d)}
+    assert sorted((names[e["tail"]], names[e["head"]]) for e in graph["edges"]) == sorted(
+        [
+            (str(id(a)), op[c]),
+            (str(id(b)), op[c]),
+            (op[c], str(id(c))),
+            (str(id(c)), op[d]),
+            (op[d], str(id(d))),
+        ]
+    )
+    svg = dot.pipe(format="svg").decode()
+    texts = [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    assert {"7", 'q"\\x<{|}', "a:b", '<i>\\n"'} <= set(texts)
+
+
 def test_a_neuron_is_drawn_as_micrograd_draws_it(backend):
     """trace_graph.ipynb's 2D neuron: the same picture from micrograd and from us."""
     pytest.importorskip("graphviz")
@@ -146,5 +201,5 @@ def test_a_neuron_is_drawn_as_micrograd_draws_it(backend):
 
 def test_without_graphviz(backend, monkeypatch):
     monkeypatch.setitem(sys.modules, "graphviz", None)
-    with pytest.raises(ImportError, match=r"pip install micrograd-cpp\[viz\]"):
+    with pytest.raises(ImportError, match=r"pip install 'micrograd-cpp\[viz\]'"):
         viz.draw_dot(backend(1.0))

@@ -8,14 +8,29 @@ from .program import compile
 
 def install_as_micrograd() -> None:
     """Make `import micrograd`, `micrograd.engine` and `micrograd.nn` load micrograd-cpp, so that
-    unchanged micrograd code runs on it."""
+    unchanged micrograd code runs on it.
+
+    Call it before the first `import micrograd`: a module that already imported upstream's
+    micrograd keeps upstream's classes, so calling it later warns (RuntimeWarning).
+    """
     import sys
+    import warnings
 
     from . import engine, nn
 
-    sys.modules["micrograd"] = sys.modules[__name__]
-    sys.modules["micrograd.engine"] = engine
-    sys.modules["micrograd.nn"] = nn
+    ours = {"micrograd": sys.modules[__name__], "micrograd.engine": engine, "micrograd.nn": nn}
+    imported = [
+        name for name, module in ours.items() if sys.modules.get(name, module) is not module
+    ]
+    if imported:
+        warnings.warn(
+            f"install_as_micrograd() came after `import micrograd` ({', '.join(imported)} already "
+            "loaded): what was taken from it before, such as `from micrograd.engine import Value`, "
+            "keeps upstream micrograd's classes; call install_as_micrograd() first",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    sys.modules.update(ours)
 
 
 __all__ = ["BACKEND", "Value", "__version__", "compile", "dot", "install_as_micrograd", "sum"]

@@ -7,6 +7,7 @@ is built once and replayed each step (micrograd_cpp.compile), and timed against 
 """
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -141,7 +142,7 @@ def run(
 
 
 def plot_decision_boundary(
-    model: "MLP", X: NDArray[np.float64], y: NDArray[np.intp], path: str
+    model: "MLP", X: NDArray[np.float64], y: NDArray[np.intp], path: str | Path
 ) -> None:
     """The notebook's last cell: the model's decision regions and the data, saved to path."""
     import matplotlib
@@ -170,7 +171,7 @@ def plot_decision_boundary(
 def draw_neuron(model: "MLP", X: NDArray[np.float64], path: str | Path) -> Path:
     """One neuron of the first layer on the first data point, drawn by viz.draw_dot.
 
-    The image format follows path's suffix. Returns the file written: path, or, when Graphviz's
+    The image format is path's suffix. Returns the file written: path, or, when Graphviz's
     `dot` program is missing (or path ends in .dot), the DOT source as path with suffix .dot.
     """
     import graphviz
@@ -182,7 +183,7 @@ def draw_neuron(model: "MLP", X: NDArray[np.float64], path: str | Path) -> Path:
     Value = type(neuron.b)
     out = neuron([Value(x) for x in X[0]])
     out.backward()
-    fmt = path.suffix.lstrip(".") or "svg"
+    fmt = path.suffix[1:].lower()
     dot = draw_dot(out, format=fmt)
     if fmt != "dot":
         try:
@@ -203,17 +204,65 @@ def _missing(module: str) -> bool:
     return False
 
 
-def _progress(steps: int, backend: str) -> tuple[OnStep, Callable[[], None]]:
-    """(on_step callback, close): a tqdm bar when tqdm is installed, else a line per step."""
+def _plot_formats() -> set[str]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
+def _dot_formats() -> set[str]:
+    import graphviz
+
+    return set(graphviz.FORMATS)
+
+
+def output_path(flag: str, value: str, formats: set[str], default: str) -> Path:
+    """The file a flag will write: its value, with suffix .default if it has none.
+
+    Raises ValueError (the message names the flag) for a format not in formats, or for a
+    file that cannot be written, so that the demo fails before it trains, not after.
+    """
+    path = Path(value)
+    if not path.name or value.endswith(("/", os.sep)):
+        raise ValueError(f"{flag}: {value!r} names no file")
+    if not path.suffix:
+        path = path.with_suffix(f".{default}")
+    fmt = path.suffix[1:].lower()
+    if fmt not in formats:
+        raise ValueError(f"{flag}: unknown format {fmt!r} (known: {', '.join(sorted(formats))})")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag}: {parent} is not an existing directory")
+    if path.is_dir():
+        raise ValueError(f"{flag}: {path} is a directory")
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(parent, os.W_OK)
+    if not writable:
+        raise ValueError(f"{flag}: {path} cannot be written (permission denied)")
+    return path
+
+
+def seed(text: str) -> int:
+    """--seed: an integer numpy's global generator accepts."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, not {value}")
+    return value
+
+
+def _progress(
+    steps: int, desc: str, line: Callable[[int, float, float], str]
+) -> tuple[OnStep, Callable[[], None]]:
+    """(on_step callback, close): a tqdm bar named desc when tqdm is installed, else each step
+    printed as line(k, loss, accuracy) returns it."""
     try:
         from tqdm import tqdm
     except ImportError:
 
         def print_step(k: int, loss: float, acc: float) -> None:
-            print(f"step {k} loss {loss}, accuracy {acc * 100}%", flush=True)
+            print(line(k, loss, acc), flush=True)
 
         return print_step, lambda: None
-    bar = tqdm(total=steps, desc=f"training ({backend})", unit="step")
+    bar = tqdm(total=steps, desc=desc, unit="step")
 
     def on_step(k: int, loss: float, acc: float) -> None:
         bar.set_postfix_str(f"loss {loss:.6f}, accuracy {acc * 100:.1f}%", refresh=False)
@@ -222,13 +271,38 @@ def _progress(steps: int, backend: str) -> tuple[OnStep, Callable[[], None]]:
     return on_step, bar.close
 
 
+def _timed_run(
+    steps: int, seed: int, backend: str, optimizer: str, horizon: int, desc: str
+) -> tuple["MLP", NDArray[np.float64], NDArray[np.intp], History, float]:
+    """run() of a comparison, its progress shown (it takes seconds on the pure backend)."""
+    on_step, close = _progress(steps, desc, lambda k, *_: f"{desc}: step {k + 1} of {steps}")
+    try:
+        return run(steps, seed, backend, optimizer, on_step, horizon)
+    finally:
+        close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: 0 when the backends' losses agreed, 2 for bad flags, 130 on Ctrl-C."""
+    try:
+        return demo(*parse_args(argv))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
+
+
+def parse_args(
+    argv: Sequence[str] | None,
+) -> tuple[argparse.Namespace, str, Path | None, Path | None]:
+    """(flags, backend, plot file, dot file), every flag checked before anything runs."""
     parser = argparse.ArgumentParser(
         prog="python -m micrograd_cpp",
         description="Train micrograd's demo MLP on the two moons and time it against pure Python.",
     )
     parser.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
-    parser.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    parser.add_argument(
+        "--seed", type=seed, default=1337, help="random seed, 0 to 2**32 - 1 (default 1337)"
+    )
     parser.add_argument(
         "--backend", choices=BACKENDS, help="engine (default: cpp when available, else pure)"
     )
@@ -238,29 +312,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="build the loss graph once and replay it each step (micrograd_cpp.compile)",
     )
-    parser.add_argument("--plot", metavar="FILE.png", help="save the decision boundary")
-    parser.add_argument("--dot", metavar="FILE.svg", help="draw one neuron's graph")
+    parser.add_argument(
+        "--plot", metavar="FILE.png", help="save the decision boundary (no suffix: .png)"
+    )
+    parser.add_argument(
+        "--dot", metavar="FILE.svg", help="draw one neuron's graph (no suffix: .svg)"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    if args.plot and _missing("matplotlib"):
-        parser.error("--plot needs matplotlib: pip install micrograd-cpp[plot]")
-    if args.dot and _missing("graphviz"):
-        parser.error("--dot needs the graphviz package: pip install micrograd-cpp[viz]")
+    if args.plot is not None and _missing("matplotlib"):
+        parser.error("--plot needs matplotlib: pip install 'micrograd-cpp[plot]'")
+    if args.dot is not None and _missing("graphviz"):
+        parser.error("--dot needs the graphviz package: pip install 'micrograd-cpp[viz]'")
+    plot = dot = None
+    try:
+        if args.plot is not None:
+            plot = output_path("--plot", args.plot, _plot_formats(), "png")
+        if args.dot is not None:
+            dot = output_path("--dot", args.dot, _dot_formats(), "svg")
+    except ValueError as error:
+        parser.error(str(error))
     backend = args.backend or ("cpp" if cpp_available() else "pure")
     if backend == "cpp" and not cpp_available():
         parser.error(
             "the C++ backend is not available (extension not built, or "
             "MICROGRAD_CPP_BACKEND=pure is set): use --backend pure"
         )
+    return args, backend, plot, dot
 
-    on_step, close = _progress(args.steps, backend)
-    model, X, y, history, seconds = run(
-        args.steps, args.seed, backend, args.optimizer, on_step, compiled=args.compiled
+
+def demo(args: argparse.Namespace, backend: str, plot: Path | None, dot: Path | None) -> int:
+    """Train, report, compare with the pure backend, draw; 0 when the losses agreed."""
+    on_step, close = _progress(
+        args.steps,
+        f"training ({backend})",
+        lambda k, loss, acc: f"step {k} loss {loss}, accuracy {acc * 100}%",
     )
-    close()
-    _, accuracy = losses.svm_loss(model, X, y)  # history holds each step's, before its update
-    print(f"final accuracy {accuracy * 100:.1f}% (loss {history[-1][0]:.6g} at the last step)")
+    try:
+        model, X, y, history, seconds = run(
+            args.steps, args.seed, backend, args.optimizer, on_step, compiled=args.compiled
+        )
+    finally:
+        close()
+    _, accuracy = losses.svm_loss(model, X, y)
+    last_loss, last_accuracy = history[-1]  # measured before the last step's update
+    print(
+        f"final accuracy {accuracy * 100:.1f}% after the last update (before it, step "
+        f"{args.steps - 1}: loss {last_loss:.6g}, accuracy {last_accuracy * 100:.1f}%)"
+    )
     per_step = seconds / args.steps
     mode = f"{backend} compiled" if args.compiled else backend
     print(f"{mode}: {seconds:.3f} s for {args.steps} steps, {per_step * 1e3:.2f} ms/step")
@@ -268,7 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     same = True
     if args.compiled:  # the same run rebuilding the graph each step (on pure, its first steps)
         n = args.steps if backend == "cpp" else min(args.steps, 5)
-        *_, rebuilt, rebuilt_seconds = run(n, args.seed, backend, args.optimizer, None, args.steps)
+        *_, rebuilt, rebuilt_seconds = _timed_run(
+            n, args.seed, backend, args.optimizer, args.steps, f"rebuilding ({backend})"
+        )
         same = rebuilt == history[:n]
         steps = "" if n == args.steps else f" over the first {n} steps"
         print(
@@ -278,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if backend == "cpp":
         n = min(args.steps, 5)
-        *_, pure_history, pure_seconds = run(n, args.seed, "pure", args.optimizer, None, args.steps)
+        *_, pure_history, pure_seconds = _timed_run(
+            n, args.seed, "pure", args.optimizer, args.steps, "timing pure Python"
+        )
         same_as_pure = pure_history == history[:n]
         same = same and same_as_pure
         print(
@@ -286,20 +390,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'identical' if same_as_pure else 'DIFFERENT'}: "
             f"{'compiled ' if args.compiled else ''}C++ speed-up {pure_seconds / n / per_step:.1f}x"
         )
-    status = 0 if same else 1
-    if args.plot:
-        plot_decision_boundary(model, X, y, args.plot)
-        print(f"decision boundary saved to {args.plot}")
-    if args.dot:
-        written = draw_neuron(model, X, args.dot)
-        if written == Path(args.dot):
+    if plot:
+        plot_decision_boundary(model, X, y, plot)
+        print(f"decision boundary saved to {plot}")
+    if dot:
+        written = draw_neuron(model, X, dot)
+        if written == dot:
             print(f"neuron graph saved to {written}")
         else:
             print(
                 f"neuron graph: Graphviz's `dot` program is not installed, so it was not "
                 f"rendered; its DOT source is in {written}"
             )
-    return status
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Losses from the micrograd demos, building micrograd's graphs with fused sums (see ops)."""
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Iterable, Sequence, Sized
+from typing import Any, Protocol, TypeVar
 
 from . import engine, ops
 from .engine import Value
+
+T = TypeVar("T")
 
 
 class Model(Protocol):
@@ -12,6 +14,18 @@ class Model(Protocol):
 
     def __call__(self, x: Sequence[Value], /) -> Value | Any: ...
     def parameters(self) -> list[Value]: ...
+
+
+def _sized(items: Iterable[T]) -> Collection[T]:
+    """items itself if it has a length (lists, numpy arrays), else its items in a list
+    (generators, which can be read only once)."""
+    return items if isinstance(items, Collection) else list(items)
+
+
+def _check_lengths(loss: str, what: str, n: int, labels: Sized) -> None:
+    """Raise ValueError unless there are as many labels as `what` and at least one (a mean)."""
+    if n != len(labels) or n == 0:
+        raise ValueError(f"{loss} needs as many labels as {what}, got {n} and {len(labels)}")
 
 
 def svm_loss(
@@ -26,22 +40,25 @@ def svm_loss(
     """
     params = model.parameters()
     Value: type[engine.Value] = type(params[0]) if params else engine.Value
-    inputs = [list(map(Value, xrow)) for xrow in X]
-    total_loss, scores = svm_loss_graph(model, inputs, y, alpha)
-    return total_loss, accuracy(scores, y)
+    inputs, labels = [list(map(Value, xrow)) for xrow in X], _sized(y)
+    _check_lengths("svm_loss", "rows of X", len(inputs), labels)
+    total_loss, scores = svm_loss_graph(model, inputs, labels, alpha)
+    return total_loss, accuracy(scores, labels)
 
 
 def svm_loss_graph(
-    model: Model, inputs: Sequence[Sequence[Value]], y: Iterable[float], alpha: float = 1e-4
+    model: Model, inputs: Iterable[Sequence[Value]], y: Iterable[float], alpha: float = 1e-4
 ) -> tuple[Value, list[Value]]:
     """svm_loss's graph over inputs that are already Values: (loss, scores).
 
     The scores are the model's outputs, nodes of the loss graph: after a compiled loss replays
     (micrograd_cpp.compile), they hold the new scores, for accuracy(scores, y).
     """
+    rows, labels = _sized(inputs), _sized(y)
+    _check_lengths("svm_loss_graph", "inputs", len(rows), labels)
     params = model.parameters()
-    scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
+    scores = list(map(model, rows))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(labels, scores)]
     data_loss = ops.sum(losses) * (1.0 / len(losses))
     reg_loss = alpha * ops.dot(params, params)  # sum((p*p for p in model.parameters()))
     return data_loss + reg_loss, scores
@@ -51,7 +68,9 @@ def accuracy(scores: Iterable[Value], y: Iterable[float]) -> float:
     """The fraction of scores (Values) with the sign of their label (-1 or 1)."""
     if hasattr(y, "tolist"):  # a numpy array: its elements as Python numbers compare faster
         y = y.tolist()
-    hits = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    score_list, labels = _sized(scores), _sized(y)
+    _check_lengths("accuracy", "scores", len(score_list), labels)
+    hits = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(labels, score_list)]
     return float(sum(hits) / len(hits))
 
 

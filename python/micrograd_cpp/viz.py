@@ -1,6 +1,6 @@
 """Drawing a Value's graph, as micrograd's trace_graph.ipynb does, without recursion.
 
-draw_dot needs the optional graphviz package (pip install micrograd-cpp[viz]); rendering the
+draw_dot needs the optional graphviz package (pip install 'micrograd-cpp[viz]'); rendering the
 returned Digraph to an image also needs Graphviz's `dot` program.
 """
 
@@ -40,9 +40,18 @@ def trace(root: Value) -> tuple[set[Value], set[tuple[Value, Value]]]:
 
 
 def _escape(text: str) -> str:
-    for c in "\\{}|<>":
+    """Any label as literal text in a record: DOT's escapes and the record's own syntax."""
+    for c in '\\"{}|<>':
         text = text.replace(c, "\\" + c)
     return text
+
+
+def _literal(text: str) -> str:
+    """Any label as literal text in a plain node: backslashes and quotes escaped, never HTML."""
+    from graphviz import nohtml
+
+    literal: str = nohtml(text.replace("\\", "\\\\").replace('"', '\\"'))  # a str subclass
+    return literal
 
 
 def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR") -> Any:
@@ -56,20 +65,23 @@ def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR") -> Any:
         from graphviz import Digraph
     except ImportError as e:
         raise ImportError(
-            "draw_dot needs the graphviz package: pip install micrograd-cpp[viz]"
+            "draw_dot needs the graphviz package: pip install 'micrograd-cpp[viz]'"
         ) from e
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', not {rankdir!r}")
     nodes, edges = _walk(root)
     dot = Digraph(format=format, graph_attr={"rankdir": rankdir})
+    # Node names are digits (and 'op'): an op's text, such as 'a:b', in a name would be read in
+    # an edge as node:port. Labels are any object, drawn as str() shows it.
     for n in nodes:
         uid, label = str(id(n)), getattr(n, "label", "")
+        label = "" if label is None else str(label)
         fields = f"data {n.data:.4f} | grad {n.grad:.4f}"
         record = f"{{ {_escape(label)} | {fields} }}" if label else f"{{ {fields} }}"
         dot.node(name=uid, label=record, shape="record")
         if n._op:
-            dot.node(name=uid + n._op, label=n._op)
-            dot.edge(uid + n._op, uid)
+            dot.node(name=uid + "op", label=_literal(str(n._op)))
+            dot.edge(uid + "op", uid)
     for n1, n2 in dict.fromkeys(edges):  # an operand used twice (x*x) is drawn once
-        dot.edge(str(id(n1)), str(id(n2)) + n2._op)
+        dot.edge(str(id(n1)), str(id(n2)) + "op")
     return dot
