@@ -9,6 +9,7 @@ that Python line.
 import builtins
 
 from . import engine
+from .pure.nn import sized_inputs
 
 # The C++ Value class when it is the active backend, else None.
 if engine.BACKEND == "cpp":
@@ -47,8 +48,9 @@ def _chain(x, it):
 
 
 def neuron(w, b, x, nonlin):
-    """micrograd's Neuron forward:
+    """micrograd's Neuron forward, with the oracle's check of the number of inputs:
 
+        x = sized_inputs(x, len(w))  # x read once: a list of len(w) inputs, else ValueError
         act = sum((wi*xi for wi, xi in zip(w, x)), b)
         return act.relu() if nonlin else act
 
@@ -56,6 +58,7 @@ def neuron(w, b, x, nonlin):
     """
     if _core_neuron is not None and type(b) is _CppValue:
         return _core_neuron(w, b, x, nonlin)
+    x = sized_inputs(x, len(w))
     act = builtins.sum((wi * xi for wi, xi in zip(w, x)), b)
     return act.relu() if nonlin else act
 

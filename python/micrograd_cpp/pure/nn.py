@@ -1,13 +1,22 @@
 """micrograd's nn on the pure-Python Value: the oracle of micrograd_cpp.nn.
 
-The code is karpathy/micrograd's nn.py. The only change: each class names the class it builds
+The code is karpathy/micrograd's nn.py, with two changes: each class names the class it builds
 (`_Value`, `_Neuron`, `_Layer`), so micrograd_cpp.nn can reuse it with the engine's Value and a
-fused neuron forward.
+fused neuron forward; and a Neuron refuses the wrong number of inputs (micrograd's zip drops the
+extra inputs, or the weights left without one, and returns a number all the same).
 """
 
 import random
 
 from .engine import Value
+
+
+def sized_inputs(x, nin):
+    """x as a list of nin inputs, else ValueError. x is read once: it may be a generator."""
+    x = list(x)
+    if len(x) != nin:
+        raise ValueError(f"wrong number of inputs: Neuron takes {nin}, got {len(x)}")
+    return x
 
 
 class Module:
@@ -28,6 +37,7 @@ class Neuron(Module):
         self.nonlin = nonlin
 
     def __call__(self, x):
+        x = sized_inputs(x, len(self.w))
         act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
         return act.relu() if self.nonlin else act
 
