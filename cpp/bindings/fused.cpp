@@ -144,22 +144,22 @@ PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
-// micrograd's Neuron as it nearly always is: w a list of Values, b a Value, xs a list or tuple
+// micrograd's Neuron as it nearly always is: w a list of Values, b a Value, x a list or tuple
 // of as many Values and plain numbers. Builds the same nodes as reduce() with no Python call
-// from the count to the last node; returns false, having done nothing, when the inputs are
-// anything else.
-bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* xs, bool nonlin, PyObject** out) {
+// from the count to the last node, so x can be read in place; returns false, having done
+// nothing, when the inputs are anything else.
+bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObject** out) {
     if (!PyList_CheckExact(w) || !Py_IS_TYPE(b, value_type)) return false;
-    if (!PyList_CheckExact(xs) && !PyTuple_CheckExact(xs)) return false;
+    if (!PyList_CheckExact(x) && !PyTuple_CheckExact(x)) return false;
     const Py_ssize_t count = PyList_GET_SIZE(w);
-    if (PySequence_Fast_GET_SIZE(xs) != count) return false;  // wrong size, or w changed since
+    if (PySequence_Fast_GET_SIZE(x) != count) return false;  // sized_inputs() reports it
     PyObject** ws = PySequence_Fast_ITEMS(w);
-    PyObject** items = PySequence_Fast_ITEMS(xs);
+    PyObject** xs = PySequence_Fast_ITEMS(x);
     for (Py_ssize_t i = 0; i < count; ++i) {
         if (!Py_IS_TYPE(ws[i], value_type)) return false;
-        if (!Py_IS_TYPE(items[i], value_type) && !is_plain_number(items[i])) return false;
+        if (!Py_IS_TYPE(xs[i], value_type) && !is_plain_number(xs[i])) return false;
         double unused;  // an int too large for a float must fail before anything is built
-        if (PyLong_CheckExact(items[i]) && !to_double(items[i], &unused)) {
+        if (PyLong_CheckExact(xs[i]) && !to_double(xs[i], &unused)) {
             *out = nullptr;
             return true;
         }
@@ -169,11 +169,11 @@ bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* xs, bool nonlin, PyObj
     for (Py_ssize_t i = 0; i < count; ++i) {
         Node* wi = node_of(ws[i]);
         Node* term;
-        if (Py_IS_TYPE(items[i], value_type)) {
-            term = mg::mul(wi, node_of(items[i]));
+        if (Py_IS_TYPE(xs[i], value_type)) {
+            term = mg::mul(wi, node_of(xs[i]));
         } else {
             double c;
-            to_double(items[i], &c);  // cannot fail: checked above
+            to_double(xs[i], &c);  // cannot fail: checked above
             term = mg::mul_constant(wi, c);
         }
         acc = mg::add_taking(acc, term);
@@ -204,8 +204,6 @@ PyObject* sized_inputs(PyObject* w, PyObject* x) {
 PyObject* neuron_forward(PyObject* w, PyObject* b, PyObject* xs, PyObject* nonlin_object) {
     const int nonlin = PyObject_IsTrue(nonlin_object);
     if (nonlin < 0) return nullptr;
-    PyObject* fast;
-    if (neuron_fast_path(w, b, xs, nonlin, &fast)) return fast;
     PyObject* act = reduce(w, xs, b);
     if (!act || !nonlin) return act;
     PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
@@ -223,7 +221,7 @@ PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     PyObject *w = args[0], *b = args[1], *x = args[2], *nonlin = args[3];
-    // With nonlin a bool, the fast path makes no Python call at all: it may read a list x in place
+    // With nonlin a bool, the fast path makes no Python call at all
     PyObject* out;
     if (PyBool_Check(nonlin) && neuron_fast_path(w, b, x, nonlin == Py_True, &out)) return out;
     PyObject* xs = sized_inputs(w, x);
