@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import atheris
 import micrograd_cpp.pure.engine as pure
+import micrograd_cpp.pure.nn as pure_nn
 import numpy as np
 from micrograd_cpp import _core, optim, program
 
@@ -252,7 +253,8 @@ def decode(data):
             n = fdp.ConsumeIntInRange(0, 4)
             w = [operand(fdp) for _ in range(n)]
             x = [operand(fdp) for _ in range(n + fdp.ConsumeIntInRange(-1, 1))]
-            steps.append(("neuron", w, operand(fdp), x, fdp.PickValueInList([True, False, 0, 1])))
+            nonlin = fdp.PickValueInList([True, False, 0, 1])
+            steps.append(("neuron", w, operand(fdp), x, nonlin, fdp.ConsumeBool()))
         elif k == 18:
             calls = [fdp.PickValueInList(REPLAY) for _ in range(fdp.ConsumeIntInRange(0, 6))]
             writes = [(node_ref(fdp), number(fdp)) for _ in range(fdp.ConsumeIntInRange(0, 2))]
@@ -371,11 +373,14 @@ def execute(V, leaves, steps):
                 return vdot(a, b, value(start))
             return builtins.sum((x * y for x, y in zip(a, b, strict=False)), value(start))
         elif kind == "neuron":
-            _, w, b, x, nonlin = step
+            _, w, b, x, nonlin, generator = step
             w, b, x = [value(o) for o in w], value(b), [value(o) for o in x]
+            if generator:  # a one-shot iterator instead of a list
+                x = iter(x)
             if V is _core.Value:
                 return _core.neuron(w, b, x, nonlin)
-            act = builtins.sum((wi * xi for wi, xi in zip(w, x, strict=False)), b)
+            x = pure_nn.sized_inputs(x, len(w))  # one more or one fewer input than w: ValueError
+            act = builtins.sum((wi * xi for wi, xi in zip(w, x, strict=True)), b)
             return act.relu() if nonlin else act
         elif kind == "compile":
             # compile a graph, write to some nodes' data, then replay it

@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (imported as `helpers`: pytest puts tests/ on the path)."""
 
 import os
+import sys
 
 import pytest
 
@@ -26,3 +27,19 @@ def graph(root):
             order.append(v)
             stack.extend(reversed(v._children))
     return [(v._op, v.data, v.grad, tuple(index[id(c)] for c in v._children)) for v in order]
+
+
+def raised(call):
+    """(type, message) of the exception call() raises, else None. No traceback outlives this
+    call, so neither do the frames it ran through nor what they held."""
+    try:
+        call()
+    except Exception as e:
+        return type(e), str(e)
+    return None
+
+
+def state(values):
+    """What a call that fails must leave as it was: each Value's data and grad, and its reference
+    count, which every node made from it would raise."""
+    return [(v.data, v.grad, sys.getrefcount(v)) for v in values]

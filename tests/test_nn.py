@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import cpp_nn, graph
+from helpers import cpp_nn, graph, raised, state
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -157,15 +157,117 @@ def test_value_inputs_mixed_with_numbers(nn):
     assert x[0].grad == xr[0].grad != 0
 
 
-def test_inputs_follow_zip(nn):
-    """Like micrograd, a neuron zips weights with inputs: extra inputs are ignored."""
+INPUTS = {"list": list, "tuple": tuple, "ndarray": np.array, "generator": lambda xs: iter(xs)}
+
+
+def tanh_layer(nn):
+    """A Layer of a user's Neuron subclass: nn.Layer calls each neuron, through super()."""
+
+    class TanhNeuron(nn.Neuron):
+        def __call__(self, x):
+            return super().__call__(x).tanh()
+
+    class TanhLayer(nn.Layer):
+        _Neuron = TanhNeuron
+
+    return TanhLayer(2, 3)
+
+
+MODELS = {
+    "Neuron": lambda nn: nn.Neuron(2),
+    "Layer": lambda nn: nn.Layer(2, 3),
+    "MLP": lambda nn: nn.MLP(2, [3, 1]),
+    "user Neurons": tanh_layer,
+}
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("size", [0, 1, 3])
+def test_wrong_number_of_inputs_is_refused(nn, model, kind, size):
+    """micrograd zips weights with inputs and answers all the same; here the call raises, and
+    leaves every parameter as it was, with no node made from it."""
+    m = MODELS[model](nn)
+    params = m.parameters()
+    for i, p in enumerate(params):
+        p.grad = i + 0.5  # grads that must stay
+    before = state(params)
+    expected = (ValueError, f"wrong number of inputs: Neuron takes 2, got {size}")
+    assert raised(lambda: m(INPUTS[kind]([0.5, -1.0, 2.0][:size]))) == expected
+    assert state(params) == before
+    out = m([0.5, -1.0])  # a call that succeeds shows in state()
+    assert state(params) != before and out is not None
+
+
+RIGHT_SIZED = {
+    "Neuron": lambda nn: nn.Neuron(2),
+    "Layer of one": lambda nn: nn.Layer(2, 1),
+    "Layer": lambda nn: nn.Layer(2, 3),
+    "MLP": lambda nn: nn.MLP(2, [3, 1]),
+}
+
+
+@pytest.mark.parametrize(
+    "kind, model",
+    [
+        (kind, model)
+        for kind in INPUTS
+        for model in RIGHT_SIZED
+        # a generator feeds one neuron only: test_a_generator_feeds_one_neuron
+        if kind != "generator" or model in ("Neuron", "Layer of one")
+    ],
+)
+def test_right_sized_inputs_equal_the_oracle(nn, kind, model):
+    make = RIGHT_SIZED[model]
     random.seed(2)
-    n = nn.Neuron(2)
+    ours = make(nn)
     random.seed(2)
-    ref = pure_nn.Neuron(2)
-    assert graph(n([1.0, 2.0, 3.0])) == graph(ref([1.0, 2.0, 3.0]))
-    assert graph(n([1.0])) == graph(ref([1.0]))
-    assert n([]).data == 0.0
+    oracle = make(pure_nn)
+    out, ref = ours(INPUTS[kind]([0.5, -1.5])), oracle([0.5, -1.5])
+    out, ref = (sum(o, 0.0) if isinstance(o, list) else o for o in (out, ref))
+    out.backward()
+    ref.backward()
+    assert graph(out) == graph(ref)
+    assert [p.grad for p in ours.parameters()] == [p.grad for p in oracle.parameters()]
+
+
+def test_a_generator_feeds_one_neuron(nn):
+    """As in micrograd, each neuron of a layer reads x: the first reads a generator to its end,
+    so the next one has no input, and the layer raises."""
+    layer = nn.Layer(2, 3)
+    before = state(layer.parameters())
+    assert raised(lambda: layer(iter([0.5, -1.5]))) == (
+        ValueError,
+        "wrong number of inputs: Neuron takes 2, got 0",
+    )
+    assert state(layer.parameters()) == before
+
+
+def test_a_wrong_sized_layer_inside_an_mlp(nn):
+    model = nn.MLP(2, [3, 1])
+    model.layers[1] = nn.Layer(4, 1, nonlin=False)  # takes 4 inputs, gets the 3 outputs
+    before = state(model.parameters())
+    assert raised(lambda: model([0.5, -1.5])) == (
+        ValueError,
+        "wrong number of inputs: Neuron takes 4, got 3",
+    )
+    assert state(model.parameters()) == before  # the first layer's outputs are gone too
+
+
+def test_a_neuron_of_no_inputs(nn):
+    assert nn.Neuron(0)([]).data == 0.0 and nn.Neuron(0)(iter([])).data == 0.0
+    assert raised(lambda: nn.Neuron(0)([1.0])) == (
+        ValueError,
+        "wrong number of inputs: Neuron takes 0, got 1",
+    )
+
+
+@pytest.mark.parametrize("x", [5.0, None, 3])
+def test_inputs_that_are_not_iterable(nn, x):
+    assert raised(lambda: nn.MLP(2, [3, 1])(x)) == (
+        TypeError,
+        f"'{type(x).__name__}' object is not iterable",
+    )
 
 
 def test_bad_inputs_raise_type_error(nn):

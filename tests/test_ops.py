@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import graph
+from helpers import graph, raised, state
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,9 +30,11 @@ def plain_neuron(w, b, x, nonlin):
     return act.relu() if nonlin else act
 
 
-@pytest.mark.parametrize("nonlin", [True, False])
-@given(w=st.lists(finite, min_size=1, max_size=6), x=st.lists(finite, max_size=6), b=finite)
-def test_neuron_is_micrograds_forward(backend, nonlin, w, x, b):
+@pytest.mark.parametrize("nonlin", [True, False, 1, 0])
+@given(wx=st.lists(st.tuples(finite, finite), min_size=1, max_size=6), b=finite)
+def test_neuron_is_micrograds_forward(backend, nonlin, wx, b):
+    w, x = [wi for wi, _ in wx], [xi for _, xi in wx]
+
     def make(neuron, numbers):
         def build(V):
             return neuron([V(v) for v in w], V(b), x if numbers else [V(v) for v in x], nonlin)
@@ -87,8 +89,124 @@ def test_layer_is_each_neurons_forward(backend, ws, x):
 def test_layer_edge_cases(backend):
     w = [backend(1.0), backend(2.0)]
     assert ops.layer([], [1.0, 2.0]) == []
-    twice = ops.layer([Neuron(w, backend(0.0), False)] * 2, iter([1.0, 2.0]))
-    assert [v.data for v in twice] == [5.0, 0.0]  # like [n(x) for n in ...]: one pass over x
+    once = ops.layer([Neuron(w, backend(0.0), False)], iter([1.0, 2.0]))
+    assert [v.data for v in once] == [5.0]
+    # like [n(x) for n in ...]: the first neuron reads a generator, the second gets nothing
+    twice = [Neuron(w, backend(0.0), False)] * 2
+    before = state(w)
+    assert raised(lambda: ops.layer(twice, iter([1.0, 2.0]))) == (
+        ValueError,
+        "wrong number of inputs: Neuron takes 2, got 0",
+    )
+    assert state(w) == before  # the first neuron's nodes are gone with the call
+
+
+INPUTS = {"list": list, "tuple": tuple, "ndarray": np.array, "generator": lambda xs: iter(xs)}
+
+
+@pytest.mark.parametrize("nonlin", [True, 1], ids=["bool", "int"])
+@pytest.mark.parametrize("size", [0, 1, 3])
+@pytest.mark.parametrize(
+    "kind, values",
+    [(kind, False) for kind in INPUTS] + [(kind, True) for kind in INPUTS if kind != "ndarray"],
+)
+def test_wrong_number_of_inputs_is_refused(backend, nonlin, size, kind, values):
+    """neuron and layer raise before they make a node: nothing is created, nothing changes."""
+    w, b = [backend(0.5), backend(-1.5)], backend(0.25)
+    for p in [*w, b]:
+        p.grad = -2.0
+    xs = [backend(i + 1.0) if values else i + 1.0 for i in range(size)]
+    calls = {
+        "neuron": lambda x: ops.neuron(w, b, x, nonlin),
+        "layer": lambda x: ops.layer([Neuron(w, b, nonlin), Neuron(w, b, nonlin)], x),
+    }
+    watched = [*w, b, *xs] if values else [*w, b]
+    before = state(watched)
+    message = f"wrong number of inputs: Neuron takes 2, got {size}"
+    for call in calls.values():
+        assert raised(lambda call=call: call(INPUTS[kind](xs))) == (ValueError, message)
+        assert state(watched) == before
+    right_sized = [backend(1.0) if values else 1.0] * 2
+    kept = [call(right_sized) for call in calls.values()]
+    assert len(kept) == 2 and state(watched) != before  # what succeeds shows in state()
+
+
+def test_inputs_are_counted_as_the_oracle_counts(backend):
+    """w needs a len(), x need only be iterable: the same errors on both backends."""
+    w, b = [backend(0.5), backend(-1.5)], backend(0.25)
+    assert raised(lambda: ops.neuron(iter(w), b, [1.0, 2.0], True)) == (
+        TypeError,
+        "object of type 'list_iterator' has no len()",
+    )
+    assert raised(lambda: ops.neuron(w, b, 5.0, True)) == (
+        TypeError,
+        "'float' object is not iterable",
+    )
+    # a Value's message names its type: micrograd_cpp.engine.Value on C++, Value in the oracle
+    assert raised(lambda: ops.neuron(w, b, b, True))[0] is TypeError
+    assert raised(lambda: ops.neuron(w, b, "ab", True))[0] is TypeError  # 'a' is no number
+
+
+class Truth:
+    """A nonlin whose truth is read by a Python call that runs `effect` first."""
+
+    def __init__(self, effect):
+        self.effect = effect
+
+    def __bool__(self):
+        self.effect()
+        return True
+
+
+def counted_neuron(w, b, x, nonlin):
+    """The oracle's Neuron forward: w counted, x read and counted, then micrograd's line."""
+    nin, x = len(w), list(x)
+    if len(x) != nin:
+        raise ValueError(f"wrong number of inputs: Neuron takes {nin}, got {len(x)}")
+    return plain_neuron(w, b, x, nonlin)
+
+
+def test_python_calls_after_the_count_change_nothing_that_was_counted(backend):
+    """x is read and counted first. A generator that changes w afterwards, or a nonlin whose
+    __bool__ empties the list x, get what the oracle gets: zip over the new w, the old x."""
+
+    def grown(w):
+        yield 2.0
+        w.append(w[0] * 3.0)
+        yield -3.0
+
+    def emptied(w):
+        yield 2.0
+        w.clear()
+        yield -3.0
+
+    def build(neuron, change):
+        def run(V):
+            w, b = [V(0.5), V(-1.5)], V(0.25)
+            if change == "nonlin":
+                x = [2.0, V(-3.0)]
+                return neuron(w, b, x, Truth(x.clear))
+            return neuron(w, b, change(w), True)
+
+        return run
+
+    for change in (grown, emptied, "nonlin"):
+        same_graph(backend, build(ops.neuron, change), build(counted_neuron, change))
+
+
+def test_the_count_comes_before_nonlin_is_read(backend):
+    def fail():
+        raise ZeroDivisionError("nonlin")
+
+    w, b = [backend(0.5), backend(-1.5)], backend(0.25)
+    assert raised(lambda: ops.neuron(w, b, [1.0], Truth(fail))) == (
+        ValueError,
+        "wrong number of inputs: Neuron takes 2, got 1",
+    )
+    assert raised(lambda: ops.neuron(w, b, [1.0, 2.0], Truth(fail))) == (
+        ZeroDivisionError,
+        "nonlin",
+    )
 
 
 def test_neuron_shares_value_inputs(backend):

@@ -6,8 +6,6 @@
 // that step, so the semantics are Python's in every case.
 #include "fused.hpp"
 
-#include <algorithm>
-
 namespace mg::python {
 namespace {
 
@@ -147,12 +145,14 @@ PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // micrograd's Neuron as it nearly always is: w a list of Values, b a Value, x a list or tuple
-// of Values and plain numbers. Builds the same nodes as reduce() with no Python objects in
-// between; returns false, having done nothing, when the inputs are anything else.
+// of as many Values and plain numbers. Builds the same nodes as reduce() with no Python call
+// from the count to the last node, so x can be read in place; returns false, having done
+// nothing, when the inputs are anything else.
 bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObject** out) {
     if (!PyList_CheckExact(w) || !Py_IS_TYPE(b, value_type)) return false;
     if (!PyList_CheckExact(x) && !PyTuple_CheckExact(x)) return false;
-    const Py_ssize_t count = std::min(PyList_GET_SIZE(w), PySequence_Fast_GET_SIZE(x));
+    const Py_ssize_t count = PyList_GET_SIZE(w);
+    if (PySequence_Fast_GET_SIZE(x) != count) return false;  // sized_inputs() reports it
     PyObject** ws = PySequence_Fast_ITEMS(w);
     PyObject** xs = PySequence_Fast_ITEMS(x);
     for (Py_ssize_t i = 0; i < count; ++i) {
@@ -183,22 +183,51 @@ bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObje
     return true;
 }
 
+// x read once into a tuple that must hold as many inputs as w has weights: zip would silently
+// drop the extra inputs or the weights left without one. The tuple owns its items, so a Python
+// call made later (a __float__, an operator) cannot free them. On failure, null with ValueError
+// set (or the error of reading x), before any node is made.
+PyObject* sized_inputs(PyObject* w, PyObject* x) {
+    const Py_ssize_t nin = PyObject_Size(w);  // first, as len(self.w) in the oracle's Neuron
+    if (nin < 0) return nullptr;
+    PyObject* xs = PySequence_Tuple(x);  // a tuple is taken as it is, a generator read once
+    if (!xs) return nullptr;
+    if (PyTuple_GET_SIZE(xs) != nin) {
+        PyErr_Format(PyExc_ValueError, "wrong number of inputs: Neuron takes %zd, got %zd", nin,
+                     PyTuple_GET_SIZE(xs));
+        Py_CLEAR(xs);
+    }
+    return xs;
+}
+
+// neuron() once x is read into xs and counted.
+PyObject* neuron_forward(PyObject* w, PyObject* b, PyObject* xs, PyObject* nonlin_object) {
+    const int nonlin = PyObject_IsTrue(nonlin_object);
+    if (nonlin < 0) return nullptr;
+    PyObject* act = reduce(w, xs, b);
+    if (!act || !nonlin) return act;
+    PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
+                                                : PyObject_CallMethod(act, "relu", nullptr);
+    Py_DECREF(act);
+    return out;
+}
+
 // neuron(w, b, x, nonlin): act = sum((wi*xi for wi, xi in zip(w, x)), b);
-// act.relu() if nonlin else act.
+// act.relu() if nonlin else act; ValueError, before any node is made, unless x holds len(w)
+// inputs.
 PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "neuron(w, b, x, nonlin) takes 4 arguments");
         return nullptr;
     }
-    int nonlin = PyObject_IsTrue(args[3]);
-    if (nonlin < 0) return nullptr;
-    PyObject* fast;
-    if (neuron_fast_path(args[0], args[1], args[2], nonlin, &fast)) return fast;
-    PyObject* act = reduce(args[0], args[2], args[1]);
-    if (!act || !nonlin) return act;
-    PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
-                                                : PyObject_CallMethod(act, "relu", nullptr);
-    Py_DECREF(act);
+    PyObject *w = args[0], *b = args[1], *x = args[2], *nonlin = args[3];
+    // With nonlin a bool, the fast path makes no Python call at all
+    PyObject* out;
+    if (PyBool_Check(nonlin) && neuron_fast_path(w, b, x, nonlin == Py_True, &out)) return out;
+    PyObject* xs = sized_inputs(w, x);
+    if (!xs) return nullptr;
+    out = neuron_forward(w, b, xs, nonlin);
+    Py_DECREF(xs);
     return out;
 }
 
@@ -254,7 +283,7 @@ PyMethodDef fused_methods[] = {
     {"neuron", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_neuron)),
      METH_FASTCALL,
      "neuron(w, b, x, nonlin)\n--\n\nmicrograd's Neuron forward: sum((wi*xi for wi, xi in "
-     "zip(w, x)), b), then relu() if nonlin."},
+     "zip(w, x)), b), then relu() if nonlin; ValueError unless x holds len(w) inputs."},
     {nullptr, nullptr, 0, nullptr},
 };
 

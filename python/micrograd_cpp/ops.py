@@ -12,6 +12,7 @@ from typing import Any, overload
 
 from . import engine
 from .engine import Value
+from .pure.nn import sized_inputs
 
 # The C++ Value class when it is the active backend, else None.
 if engine.BACKEND == "cpp":
@@ -55,8 +56,9 @@ def _chain(x: Any, it: Iterator[Any]) -> Iterator[Any]:
 
 
 def neuron(w: Sequence[Value], b: Value, x: Iterable[Value | float], nonlin: bool) -> Value:
-    """micrograd's Neuron forward:
+    """micrograd's Neuron forward, with the oracle's check of the number of inputs:
 
+        x = sized_inputs(x, len(w))  # x read once: a list of len(w) inputs, else ValueError
         act = sum((wi*xi for wi, xi in zip(w, x)), b)
         return act.relu() if nonlin else act
 
@@ -64,6 +66,7 @@ def neuron(w: Sequence[Value], b: Value, x: Iterable[Value | float], nonlin: boo
     """
     if _core_neuron is not None and type(b) is _CppValue:
         return _core_neuron(w, b, x, nonlin)
+    x = sized_inputs(x, len(w))
     act = builtins.sum((wi * xi for wi, xi in zip(w, x)), b)
     return act.relu() if nonlin else act
 

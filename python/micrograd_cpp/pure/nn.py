@@ -1,15 +1,26 @@
 """micrograd's nn on the pure-Python Value: the oracle of micrograd_cpp.nn.
 
-The code is karpathy/micrograd's nn.py. The only change: each class names the class it builds
+The code is karpathy/micrograd's nn.py, with two changes: each class names the class it builds
 (`_Value`, `_Neuron`, `_Layer`), so micrograd_cpp.nn can reuse it with the engine's Value and a
-fused neuron forward.
+fused neuron forward; and a Neuron refuses the wrong number of inputs (micrograd's zip drops the
+extra inputs, or the weights left without one, and returns a number all the same).
 """
 
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from .engine import Value
+
+T = TypeVar("T")
+
+
+def sized_inputs(x: Iterable[T], nin: int) -> list[T]:
+    """x as a list of nin inputs, else ValueError. x is read once: it may be a generator."""
+    inputs = list(x)
+    if len(inputs) != nin:
+        raise ValueError(f"wrong number of inputs: Neuron takes {nin}, got {len(inputs)}")
+    return inputs
 
 
 class Module:
@@ -38,6 +49,7 @@ class Neuron(Module):
 
     def __call__(self, x: Iterable[Value | float]) -> Value:
         """The neuron's output on inputs x (Values or numbers)."""
+        x = sized_inputs(x, len(self.w))
         act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
         return act.relu() if self.nonlin else act
 
