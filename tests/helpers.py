@@ -1,7 +1,11 @@
 """Helpers shared by the test modules (imported as `helpers`: pytest puts tests/ on the path)."""
 
+import ast
+import ctypes
 import os
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -43,3 +47,23 @@ def state(values):
     """What a call that fails must leave as it was: each Value's data and grad, and its reference
     count, which every node made from it would raise."""
     return [(v.data, v.grad, sys.getrefcount(v)) for v in values]
+
+
+def run_isolated(code):
+    """Run code in a fresh interpreter and return what it printed, evaluated (a Python literal).
+    A crash fails the calling test, with the exit status and stderr, instead of the run."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
+    return ast.literal_eval(result.stdout)
+
+
+def under_sanitizer():
+    """Whether AddressSanitizer's runtime is loaded (scripts/sanitize.sh): it reserves its
+    shadow memory up front and does not survive an address-space limit."""
+    try:
+        ctypes.CDLL(None).__sanitizer_get_current_allocated_bytes  # noqa: B018
+    except (AttributeError, OSError):
+        return False
+    return True

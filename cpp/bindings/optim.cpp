@@ -1,6 +1,15 @@
 // sgd_step, adamw_step and zero_grads: one call updates every parameter (see cpp/optim.hpp).
+//
+// A step first does everything that can run Python (Note [Calls into Python]): the numbers'
+// __index__ and __float__, the buffers' entries that are not floats, then the params' iteration
+// (a generator's code). Only then does it look at the parameters' nodes and the buffers'
+// lengths, and from there C++ alone reads and writes the nodes. So the step runs on the state
+// as the last callback left it, without copying the params on the common path.
 #include "../optim.hpp"
 
+#include <initializer_list>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "optim.hpp"
@@ -8,45 +17,33 @@
 namespace mg::python {
 namespace {
 
-bool parameter_nodes(PyObject* params, std::vector<Node*>& out) {
-    PyObject* items = PySequence_Fast(params, "params must be a sequence of Values");
-    if (!items) return false;
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    out.resize(static_cast<std::size_t>(count));
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        PyObject* p = PySequence_Fast_GET_ITEM(items, i);
-        if (!is_value(p)) {
-            PyErr_Format(PyExc_TypeError, "params must be Values, not %.200s", Py_TYPE(p)->tp_name);
-            Py_DECREF(items);
-            return false;
-        }
-        out[static_cast<std::size_t>(i)] = node_of(p);
-    }
-    Py_DECREF(items);
-    return true;
-}
+constexpr const char* bad_state = "optimizer state must be a list with one float per parameter";
 
-// A list of floats, one per parameter, read into `out`.
-bool read_buffer(PyObject* list, std::size_t count, std::vector<double>& out) {
-    if (!PyList_Check(list) || static_cast<std::size_t>(PyList_GET_SIZE(list)) != count) {
-        PyErr_SetString(PyExc_ValueError,
-                        "optimizer state must be a list with one float per "
-                        "parameter");
+// A list of floats read into `out`. An entry that is not a float converts with its __float__,
+// which may change the list: the entry is held while it converts, and a change of length
+// refuses the step (Note [Calls into Python]).
+bool read_buffer(PyObject* list, std::vector<double>& out) {
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_ValueError, bad_state);
         return false;
     }
-    out.resize(count);
-    for (std::size_t i = 0; i < count; ++i) {
-        double x = PyFloat_AsDouble(PyList_GET_ITEM(list, static_cast<Py_ssize_t>(i)));
+    const Py_ssize_t count = PyList_GET_SIZE(list);
+    out.resize(static_cast<std::size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* item = PyList_GET_ITEM(list, i);
+        if (PyFloat_CheckExact(item)) {  // the common case: no call out
+            out[static_cast<std::size_t>(i)] = PyFloat_AS_DOUBLE(item);
+            continue;
+        }
+        Py_INCREF(item);
+        const double x = PyFloat_AsDouble(item);
+        Py_DECREF(item);
         if (x == -1.0 && PyErr_Occurred()) return false;
-        out[i] = x;
-    }
-    return true;
-}
-
-bool write_buffer(PyObject* list, const std::vector<double>& values) {
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        PyObject* x = PyFloat_FromDouble(values[i]);
-        if (!x || PyList_SetItem(list, static_cast<Py_ssize_t>(i), x) < 0) return false;
+        if (PyList_GET_SIZE(list) != count) {
+            PyErr_SetString(PyExc_ValueError, bad_state);
+            return false;
+        }
+        out[static_cast<std::size_t>(i)] = x;
     }
     return true;
 }
@@ -59,6 +56,64 @@ bool read_numbers(PyObject* const* args, double* out, int count) {
     return true;
 }
 
+// The params as a sequence the caller owns: a list or tuple itself, else a new list of what the
+// iteration produced. This is a step's last call into Python.
+PyObject* parameters(PyObject* params) {
+    PyObject* items = PySequence_Fast(params, "params must be a sequence of Values");
+    if (!items) return nullptr;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
+        PyObject* p = PySequence_Fast_GET_ITEM(items, i);
+        if (!is_value(p)) {
+            PyErr_Format(PyExc_TypeError, "params must be Values, not %.200s", Py_TYPE(p)->tp_name);
+            Py_DECREF(items);
+            return nullptr;
+        }
+    }
+    return items;
+}
+
+// The nodes of `items`, once nothing can call into Python before the step has written them
+// (Note [Calls into Python]), and each buffer checked to have one entry per node.
+bool parameter_nodes(PyObject* items, std::vector<Node*>& out,
+                     std::initializer_list<std::pair<PyObject*, std::size_t>> buffers) {
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    for (const auto& [list, read] : buffers) {
+        if (PyList_GET_SIZE(list) != count || read != static_cast<std::size_t>(count)) {
+            PyErr_SetString(PyExc_ValueError, bad_state);
+            return false;
+        }
+    }
+    out.resize(static_cast<std::size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        out[static_cast<std::size_t>(i)] = node_of(PySequence_Fast_GET_ITEM(items, i));
+    }
+    return true;
+}
+
+// After the step: PyList_SetItem checks the index, and the entries it replaces may run code.
+bool write_buffer(PyObject* list, const std::vector<double>& values) {
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        PyObject* x = PyFloat_FromDouble(values[i]);
+        if (!x || PyList_SetItem(list, static_cast<Py_ssize_t>(i), x) < 0) return false;
+    }
+    return true;
+}
+
+// Runs a step with `items` released on every path, and no C++ exception (std::bad_alloc from
+// a vector) reaching CPython.
+template <typename Step>
+PyObject* guarded(Step step) {
+    PyObject* items = nullptr;
+    PyObject* result = nullptr;
+    try {
+        result = step(items);
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    }
+    Py_XDECREF(items);
+    return result;
+}
+
 // sgd_step(params, momentum_buffers, step, lr, momentum, weight_decay)
 PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 6) {
@@ -67,17 +122,21 @@ PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
             "sgd_step(params, buf, step, lr, momentum, weight_decay) takes 6 arguments");
         return nullptr;
     }
-    std::vector<Node*> params;
-    std::vector<double> buf;
-    double numbers[3];
-    long step = PyLong_AsLong(args[2]);
-    if ((step == -1 && PyErr_Occurred()) || !parameter_nodes(args[0], params) ||
-        !read_buffer(args[1], params.size(), buf) || !read_numbers(args + 3, numbers, 3)) {
-        return nullptr;
-    }
-    sgd_step(params.data(), buf.data(), params.size(), step, {numbers[0], numbers[1], numbers[2]});
-    if (!write_buffer(args[1], buf)) return nullptr;
-    Py_RETURN_NONE;
+    return guarded([args](PyObject*& items) -> PyObject* {
+        std::vector<Node*> params;
+        std::vector<double> buf;
+        double numbers[3];
+        long step = PyLong_AsLong(args[2]);
+        if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 3, numbers, 3) ||
+            !read_buffer(args[1], buf) || !(items = parameters(args[0])) ||
+            !parameter_nodes(items, params, {{args[1], buf.size()}})) {
+            return nullptr;
+        }
+        sgd_step(params.data(), buf.data(), params.size(), step,
+                 {numbers[0], numbers[1], numbers[2]});
+        if (!write_buffer(args[1], buf)) return nullptr;
+        Py_RETURN_NONE;
+    });
 }
 
 // adamw_step(params, m, v, step, lr, beta1, beta2, eps, weight_decay)
@@ -88,33 +147,40 @@ PyObject* adamw(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                         "weight_decay) takes 9 arguments");
         return nullptr;
     }
-    std::vector<Node*> params;
-    std::vector<double> m, v;
-    double numbers[5];
-    long step = PyLong_AsLong(args[3]);
-    if ((step == -1 && PyErr_Occurred()) || !parameter_nodes(args[0], params) ||
-        !read_buffer(args[1], params.size(), m) || !read_buffer(args[2], params.size(), v) ||
-        !read_numbers(args + 4, numbers, 5)) {
-        return nullptr;
-    }
-    Status status = adamw_step(params.data(), m.data(), v.data(), params.size(), step,
-                               {numbers[0], numbers[1], numbers[2], numbers[3], numbers[4]});
-    if (!write_buffer(args[1], m) || !write_buffer(args[2], v)) return nullptr;
-    if (status != Status::ok) {
-        set_error(status);
-        return nullptr;
-    }
-    Py_RETURN_NONE;
+    return guarded([args](PyObject*& items) -> PyObject* {
+        std::vector<Node*> params;
+        std::vector<double> m, v;
+        double numbers[5];
+        long step = PyLong_AsLong(args[3]);
+        if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 4, numbers, 5) ||
+            !read_buffer(args[1], m) || !read_buffer(args[2], v) ||
+            !(items = parameters(args[0])) ||
+            !parameter_nodes(items, params, {{args[1], m.size()}, {args[2], v.size()}})) {
+            return nullptr;
+        }
+        Status status = adamw_step(params.data(), m.data(), v.data(), params.size(), step,
+                                   {numbers[0], numbers[1], numbers[2], numbers[3], numbers[4]});
+        if (!write_buffer(args[1], m) || !write_buffer(args[2], v)) return nullptr;
+        if (status != Status::ok) {
+            set_error(status);
+            return nullptr;
+        }
+        Py_RETURN_NONE;
+    });
 }
 
-// zero_grads(params): p.grad = 0.0 for each p, as the Value.grad setter does it
+// zero_grads(params): p.grad = 0.0 for each p, as the Value.grad setter does it. `items` holds
+// the Values (a generator's only owner) until every grad is written, and nothing in between
+// calls into Python (Note [Calls into Python]).
 PyObject* zero_grads(PyObject*, PyObject* arg) {
-    std::vector<Node*> params;
-    if (!parameter_nodes(arg, params)) return nullptr;
-    for (Node* n : params) {
+    PyObject* items = parameters(arg);
+    if (!items) return nullptr;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
+        Node* n = node_of(PySequence_Fast_GET_ITEM(items, i));
         if (n->flags & has_had_children) ++inner_grad_writes;
         n->grad = 0.0;
     }
+    Py_DECREF(items);
     Py_RETURN_NONE;
 }
 

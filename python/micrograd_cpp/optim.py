@@ -25,6 +25,12 @@ def _check(name: str, value: float, low: float = 0.0, below: float | None = None
         raise ValueError(f"Invalid {name}: {value} (must be {bound})")
 
 
+def _check_state(count: int, *buffers: list[float]) -> None:
+    """The C++ step's check: one float per parameter, else nothing changes."""
+    if any(not isinstance(b, list) or len(b) != count for b in buffers):
+        raise ValueError("optimizer state must be a list with one float per parameter")
+
+
 class _Optimizer:
     _core_name: ClassVar[str]  # the extension's function for a step
     _core_step: Callable[..., None] | None
@@ -74,8 +80,9 @@ class SGD(_Optimizer):
             self._core_step(self.params, self.buf, self.t, *args)
             return
         lr, mu, wd = float(self.lr), float(self.momentum), float(self.weight_decay)
-        buf = self.buf
-        for i, p in enumerate(self.params):
+        params, buf = tuple(self.params), self.buf  # the step updates the Values it began with
+        _check_state(len(params), buf)
+        for i, p in enumerate(params):
             g = p.grad
             if wd != 0:
                 g = g + wd * p.data
@@ -118,12 +125,13 @@ class AdamW(_Optimizer):
         if self._core_step is not None:
             self._core_step(self.params, self.m, self.v, self.t, lr, beta1, beta2, eps, wd)
             return
+        params, m, v = tuple(self.params), self.m, self.v  # the Values the step began with
+        _check_state(len(params), m, v)
         t = float(self.t)
         step_size = lr / (1 - beta1**t)
         bias_correction2_sqrt = (1 - beta2**t) ** 0.5  # a pow, as torch computes it, not sqrt
         decay, w = 1 - lr * wd, 1 - beta1
-        m, v = self.m, self.v
-        for i, p in enumerate(self.params):
+        for i, p in enumerate(params):
             g = p.grad
             if wd != 0:
                 p.data = p.data * decay
