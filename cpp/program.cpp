@@ -1,6 +1,7 @@
 #include "program.hpp"
 
 #include <algorithm>
+#include <memory>
 
 #include "rules.hpp"
 
@@ -178,14 +179,16 @@ Program* Program::compile(Node* root, Node** refused) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
 
-    auto* p = new Program();
-    p->nodes_.resize(count);
+    // Out of memory (std::bad_alloc), the program is deleted: nodes_ gets its null slots last,
+    // and they are all filled before anything else can throw.
+    std::unique_ptr<Program> p(new Program());
     p->ops_.resize(count);
     p->first_.assign(count, 0);
     p->second_.assign(count, 0);
     p->exponent_.assign(count, 0.0);
     p->data_.resize(count);
     p->grad_.resize(count);
+    p->nodes_.resize(count);
     p->leaves_ = leaves;
     for (std::size_t i = 0; i < count; ++i) {
         Node* n = order[i];
@@ -210,7 +213,7 @@ Program* Program::compile(Node* root, Node** refused) {
     // Short runs (a graph in micrograd's order, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
     p->grads_read_at_ = inner_grad_writes;
-    return p;
+    return p.release();
 }
 
 Program::~Program() {

@@ -39,9 +39,16 @@ std::unique_ptr<Program> compile_graph(py::handle root) {
 }  // namespace
 
 void bind_program(py::module_& m) {
+    // Only compile() makes a Program: an instance made by Program.__new__ would have no C++
+    // object behind it, so Python may not create one (Program() raises "cannot create
+    // 'Program' instances", and every __new__ reached through the base types refuses too).
+    auto no_instances = py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+        heap_type->ht_type.tp_flags |= Py_TPFLAGS_DISALLOW_INSTANTIATION;
+    });
     py::class_<Program>(m, "Program",
                         "A graph frozen for replay: forward() recomputes it from its leaves, "
-                        "backward() backpropagates it, without rebuilding it.")
+                        "backward() backpropagates it, without rebuilding it.",
+                        no_instances)
         .def(
             "forward",
             [](Program& p) {
