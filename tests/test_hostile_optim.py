@@ -202,8 +202,8 @@ def test_zero_grads_holds_a_generators_params(keep):
 @pytest.mark.parametrize("function", CORE_CALLS)
 @pytest.mark.parametrize("margin_mb", [0, 8, 24, 40, 56])
 def test_out_of_memory_in_a_step_is_memory_error(function, margin_mb):
-    """Between the params' snapshot and the step's vectors, some limit fails each allocation;
-    each failure is MemoryError, and the step succeeds once memory is back."""
+    """Some limit fails each of the step's allocations in turn (its arrays of numbers and of
+    nodes): each failure is MemoryError, and the step succeeds once memory is back."""
     call = CORE_CALLS[function][1]
     got = run_isolated(
         PRELUDE
