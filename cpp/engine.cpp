@@ -29,14 +29,30 @@ Node* make(Op op, double data, std::uint32_t count) {
 }
 
 // The new node takes over one reference to each operand: callers retain() what they borrow.
+// If there is no memory for it, the references go back before std::bad_alloc goes on, so a
+// failed op leaves no operand owned by nobody (the binding turns the exception into
+// MemoryError).
 Node* unary(Op op, Node* a, double data) {
-    Node* n = make(op, data, 1);
+    Node* n;
+    try {
+        n = make(op, data, 1);
+    } catch (...) {
+        release(a);
+        throw;
+    }
     n->operands.pair[0] = a;
     return n;
 }
 
 Node* binary(Op op, Node* a, Node* b, double data) {
-    Node* n = make(op, data, 2);
+    Node* n;
+    try {
+        n = make(op, data, 2);
+    } catch (...) {
+        release(a);
+        release(b);
+        throw;
+    }
     n->operands.pair[0] = a;
     n->operands.pair[1] = b;
     return n;
@@ -177,8 +193,15 @@ Node* mul_taking(Node* a, Node* b) {
     forward_value(Op::mul, a->data, b->data, 0.0, &out);
     return binary(Op::mul, a, b, out);
 }
-Node* add_constant(Node* a, double c) { return add_taking(retained(a), new_leaf(c)); }
-Node* mul_constant(Node* a, double c) { return mul_taking(retained(a), new_leaf(c)); }
+// The leaf first: if it cannot be made, nothing was retained.
+Node* add_constant(Node* a, double c) {
+    Node* constant = new_leaf(c);
+    return add_taking(retained(a), constant);
+}
+Node* mul_constant(Node* a, double c) {
+    Node* constant = new_leaf(c);
+    return mul_taking(retained(a), constant);
+}
 
 namespace {
 
@@ -236,7 +259,12 @@ Node* clone(const Node* n, Node* const* kids, std::size_t count) {
     if (n->op != Op::custom && count != operands) return nullptr;
     if (n->op == Op::custom && count == 0) return nullptr;
     Node* c = make(Op::leaf, n->data, 0);
-    assign_children(c, kids, count);
+    try {
+        assign_children(c, kids, count);
+    } catch (...) {
+        release(c);  // a leaf still: nothing else to give back
+        throw;
+    }
     c->grad = n->grad;
     c->op = n->op;
     if (n->op == Op::pow) c->operands.pow.exponent = n->operands.pow.exponent;
@@ -245,7 +273,9 @@ Node* clone(const Node* n, Node* const* kids, std::size_t count) {
 }
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count) {
-    // Retain the new children before releasing the old ones: they may be the same nodes.
+    // The list first: if there is no memory for it, nothing has changed. Retain the new
+    // children before releasing the old ones: they may be the same nodes.
+    Node** list = count > 2 ? new Node*[count] : nullptr;
     for (std::size_t i = 0; i < count; ++i) retain(kids[i]);
     const std::uint32_t old_count = n->count;
     Node* old_pair[2] = {n->operands.pair[0], n->operands.pair[1]};
@@ -255,7 +285,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
         n->operands.pair[0] = count > 0 ? kids[0] : nullptr;
         n->operands.pair[1] = count > 1 ? kids[1] : nullptr;
     } else {
-        n->operands.list = new Node*[count];
+        n->operands.list = list;
         for (std::size_t i = 0; i < count; ++i) n->operands.list[i] = kids[i];
     }
     n->count = static_cast<std::uint32_t>(count);

@@ -6,6 +6,10 @@
 // that step, so the semantics are Python's in every case.
 #include "fused.hpp"
 
+#include <utility>
+
+#include "guarded.hpp"
+
 namespace mg::python {
 namespace {
 
@@ -55,11 +59,18 @@ using ConstantOp = Node* (*)(Node*, double);
 Partial combine(Partial left, Partial right, NodeOp op, ConstantOp constant_op,
                 binaryfunc python_op) {
     Partial out;
-    if (left.node && right.node) {
-        out.node = op(left.node, right.node);
-    } else if (left.node && right.object && is_plain_number(right.object)) {
-        double c;
-        if (to_double(right.object, &c)) out.node = constant_op(left.node, c);
+    if (left.node && (right.node || (right.object && is_plain_number(right.object)))) {
+        // Note [No C++ exception crosses into CPython]: the partials are cleared below either way.
+        try {
+            double c;
+            if (right.node) {
+                out.node = op(left.node, right.node);
+            } else if (to_double(right.object, &c)) {
+                out.node = constant_op(left.node, c);
+            }
+        } catch (...) {
+            set_error_from_cpp_exception();
+        }
     } else {
         PyObject* l = left.release_object();
         PyObject* r = right.release_object();
@@ -166,19 +177,26 @@ bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObje
     }
     Node* acc = node_of(b);
     retain(acc);
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        Node* wi = node_of(ws[i]);
-        Node* term;
-        if (Py_IS_TYPE(xs[i], value_type)) {
-            term = mg::mul(wi, node_of(xs[i]));
-        } else {
-            double c;
-            to_double(xs[i], &c);  // cannot fail: checked above
-            term = mg::mul_constant(wi, c);
+    // Note [No C++ exception crosses into CPython]: the *_taking ops give back what they took
+    // if they throw, so acc is released here only while it is still ours.
+    try {
+        for (Py_ssize_t i = 0; i < count; ++i) {
+            Node* wi = node_of(ws[i]);
+            Node* term;
+            if (Py_IS_TYPE(xs[i], value_type)) {
+                term = mg::mul(wi, node_of(xs[i]));
+            } else {
+                double c;
+                to_double(xs[i], &c);  // cannot fail: checked above
+                term = mg::mul_constant(wi, c);
+            }
+            acc = mg::add_taking(std::exchange(acc, nullptr), term);
         }
-        acc = mg::add_taking(acc, term);
+        if (nonlin) acc = mg::relu_taking(std::exchange(acc, nullptr));
+    } catch (...) {
+        if (acc) mg::release(acc);
+        throw;
     }
-    if (nonlin) acc = mg::relu_taking(acc);
     *out = to_python_owned(acc);
     return true;
 }
@@ -200,16 +218,29 @@ PyObject* sized_inputs(PyObject* w, PyObject* x) {
     return xs;
 }
 
-// neuron() once x is read into xs and counted.
+// neuron() once x is read into xs and counted. nonlin's truth is read after the sum, as the
+// oracle's `act.relu() if nonlin else act` reads it (its __bool__ may see or change the graph).
 PyObject* neuron_forward(PyObject* w, PyObject* b, PyObject* xs, PyObject* nonlin_object) {
-    const int nonlin = PyObject_IsTrue(nonlin_object);
-    if (nonlin < 0) return nullptr;
     PyObject* act = reduce(w, xs, b);
-    if (!act || !nonlin) return act;
-    PyObject* out = Py_IS_TYPE(act, value_type) ? to_python_owned(mg::relu(node_of(act)))
-                                                : PyObject_CallMethod(act, "relu", nullptr);
+    if (!act) return nullptr;
+    const int nonlin = PyObject_IsTrue(nonlin_object);
+    if (nonlin <= 0) {
+        if (nonlin < 0) Py_CLEAR(act);
+        return act;
+    }
+    if (!Py_IS_TYPE(act, value_type)) {
+        PyObject* out = PyObject_CallMethod(act, "relu", nullptr);
+        Py_DECREF(act);
+        return out;
+    }
+    Node* out = nullptr;
+    try {  // Note [No C++ exception crosses into CPython]: act is released either way
+        out = mg::relu(node_of(act));
+    } catch (...) {
+        set_error_from_cpp_exception();
+    }
     Py_DECREF(act);
-    return out;
+    return out ? to_python_owned(out) : nullptr;
 }
 
 // neuron(w, b, x, nonlin): act = sum((wi*xi for wi, xi in zip(w, x)), b);
@@ -259,28 +290,34 @@ PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     PyObject* neurons = PySequence_Fast(args[0], "layer() takes a sequence of neurons");
     if (!neurons) return nullptr;
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(neurons);
-    PyObject* out = PyList_New(count);
-    for (Py_ssize_t i = 0; out && i < count; ++i) {
-        PyObject* y = neuron_object_forward(PySequence_Fast_GET_ITEM(neurons, i), args[1]);
-        if (!y) Py_CLEAR(out);
-        if (out) PyList_SET_ITEM(out, i, y);
+    PyObject* out = PyList_New(0);
+    // Note [Calls into Python]: reading a neuron's attributes runs Python code, which may change
+    // the list of neurons. As the oracle's list comprehension does, the length is read again
+    // before each neuron, and the neuron is held while it is used.
+    for (Py_ssize_t i = 0; out && i < PySequence_Fast_GET_SIZE(neurons); ++i) {
+        PyObject* neuron = Py_NewRef(PySequence_Fast_GET_ITEM(neurons, i));
+        PyObject* y = neuron_object_forward(neuron, args[1]);
+        Py_DECREF(neuron);
+        if (!y || PyList_Append(out, y) < 0) Py_CLEAR(out);
+        Py_XDECREF(y);
     }
     Py_DECREF(neurons);
     return out;
 }
 
 PyMethodDef fused_methods[] = {
-    {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_layer)),
+    {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_layer>)),
      METH_FASTCALL,
      "layer(neurons, x)\n--\n\n[neuron(x) for neuron in neurons] for micrograd Neurons, in one "
      "call."},
-    {"sum", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_sum)), METH_FASTCALL,
+    {"sum", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_sum>)),
+     METH_FASTCALL,
      "sum(values, start=0)\n--\n\nPython's sum(values, start), building the same nodes in one "
      "call."},
-    {"dot", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_dot)), METH_FASTCALL,
+    {"dot", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_dot>)),
+     METH_FASTCALL,
      "dot(a, b, start=0)\n--\n\nsum((ai*bi for ai, bi in zip(a, b)), start) in one call."},
-    {"neuron", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fused_neuron)),
+    {"neuron", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_neuron>)),
      METH_FASTCALL,
      "neuron(w, b, x, nonlin)\n--\n\nmicrograd's Neuron forward: sum((wi*xi for wi, xi in "
      "zip(w, x)), b), then relu() if nonlin; ValueError unless x holds len(w) inputs."},

@@ -27,13 +27,9 @@ Node* node_arg(py::handle o, const char* what) {
 py::list topological_order_of(py::handle root) {
     std::vector<Node*> order;
     mg::topological_order(node_arg(root, "root"), order);
-    py::list out(order.size());
-    for (std::size_t i = 0; i < order.size(); ++i) {
-        PyObject* o = python::to_python(order[i]);
-        if (!o) throw py::error_already_set();
-        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), o);
-    }
-    return out;
+    PyObject* out = python::objects_of(order, true);  // Note [Calls into Python]
+    if (!out) throw py::error_already_set();
+    return py::reinterpret_steal<py::list>(out);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "guarded.hpp"
+
 namespace mg::python {
 
 PyTypeObject* value_type = nullptr;
@@ -116,6 +118,23 @@ bool as_data(PyObject* o, double* out) {
     return true;
 }
 
+// The nodes of the Values in `items` (from PySequence_Fast), borrowed from it; false with
+// TypeError if an item is not a Value.
+bool nodes_of(PyObject* items, std::vector<Node*>& kids) {
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    kids.reserve(static_cast<std::size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
+        if (!is_value(item)) {
+            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
+                         Py_TYPE(item)->tp_name);
+            return false;
+        }
+        kids.push_back(node_of(item));
+    }
+    return true;
+}
+
 PyObject* value_new(PyTypeObject* type, PyObject*, PyObject*) {
     Node* n = new_leaf(0.0);
     PyObject* o = type->tp_alloc(type, 0);
@@ -142,30 +161,25 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                                  "iterable")
                                : PyTuple_New(0);
     if (!items) return -1;
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    std::vector<Node*> kids(static_cast<std::size_t>(count));
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
-        if (!is_value(item)) {
-            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
-                         Py_TYPE(item)->tp_name);
-            Py_DECREF(items);
-            return -1;
-        }
-        kids[static_cast<std::size_t>(i)] = node_of(item);
-    }
     Node* n = node_of(self);
     // Only the caller refers to a new object, so no parent can refer to it yet. Each parent holds
     // a reference of its own (Note [Ownership]), and so does whoever lends the caller its
     // reference: since 3.14 the interpreter may borrow a local's reference instead of taking
     // one, which lowers the count below a parent's but never hides the parent.
     const bool may_have_parents = Py_REFCNT(self) > 1;
-    if (!set_children(n, kids.data(), kids.size(), may_have_parents)) {
+    bool ok = false;
+    try {  // Note [No C++ exception crosses into CPython]: give items back first
+        std::vector<Node*> kids;
+        if (nodes_of(items, kids)) {
+            ok = set_children(n, kids.data(), kids.size(), may_have_parents);
+            if (!ok) PyErr_SetString(PyExc_ValueError, "a Value cannot be its own descendant");
+        }
+    } catch (...) {
         Py_DECREF(items);
-        PyErr_SetString(PyExc_ValueError, "a Value cannot be its own descendant");
-        return -1;
+        throw;
     }
     Py_DECREF(items);
+    if (!ok) return -1;
     if (n->flags & has_had_children) ++inner_grad_writes;
     n->data = x;
     n->grad = 0.0;
@@ -175,9 +189,11 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
     if (store(self, str_op, default_op ? nullptr : op) < 0) return -1;
     if (store(self, str_backward, nullptr) < 0) return -1;
-    if (label && (PyObject_IsTrue(label) || as_value(self)->dict)) {
-        if (store(self, str_label, label) < 0) return -1;
-    }
+    // `if label: self.label = label`, as the oracle does: a false label keeps the one set
+    // before, and a label whose __bool__ fails fails the call.
+    const int label_is_true = label ? PyObject_IsTrue(label) : 0;
+    if (label_is_true < 0) return -1;
+    if (label_is_true && store(self, str_label, label) < 0) return -1;
     return 0;
 }
 
@@ -260,38 +276,20 @@ int set_grad(PyObject* self, PyObject* value, void*) {
     return set_number(value, &n->grad, "grad");
 }
 
-PyObject* get_prev(PyObject* self, void*) {
-    Node* n = node_of(self);
-    PyObject* set = PySet_New(nullptr);
-    if (!set) return nullptr;
-    Node* const* kids = children(n);
-    for (std::uint32_t i = 0; i < child_count(n); ++i) {
-        PyObject* kid = to_python(kids[i]);
-        if (!kid || PySet_Add(set, kid) < 0) {
-            Py_XDECREF(kid);
-            Py_DECREF(set);
-            return nullptr;
-        }
-        Py_DECREF(kid);
-    }
-    return set;
-}
-
 PyObject* get_children(PyObject* self, void*) {
     Node* n = node_of(self);
-    const std::uint32_t count = child_count(n);
-    PyObject* tuple = PyTuple_New(count);
-    if (!tuple) return nullptr;
-    Node* const* kids = children(n);
-    for (std::uint32_t i = 0; i < count; ++i) {
-        PyObject* kid = to_python(kids[i]);
-        if (!kid) {
-            Py_DECREF(tuple);
-            return nullptr;
-        }
-        PyTuple_SET_ITEM(tuple, i, kid);
-    }
-    return tuple;
+    const std::vector<Node*> kids(children(n), children(n) + child_count(n));
+    return objects_of(kids, false);
+}
+
+PyObject* get_prev(PyObject* self, void*) {
+    // Note [Calls into Python]: the set is made from the tuple, which owns the children, so a
+    // __hash__ that re-initialises this Value cannot free them.
+    PyObject* kids = get_children(self, nullptr);
+    if (!kids) return nullptr;
+    PyObject* set = PySet_New(kids);
+    Py_DECREF(kids);
+    return set;
 }
 
 PyObject* builtin_op_label(const Node* n) {
@@ -361,10 +359,10 @@ PyGetSetDef value_getset[] = {
     {"data", get_data, set_data, "the scalar value (a float)", nullptr},
     {"grad", get_grad, set_grad, "d(root)/d(this value) after backward() (a float)", nullptr},
     // The same docs as the oracle's (micrograd_cpp.pure.engine.Value).
-    {"_prev", get_prev, nullptr,
+    {"_prev", guarded<get_prev>, nullptr,
      "the set of distinct operand Values, as micrograd keeps them (_children has their order)",
      nullptr},
-    {"_children", get_children, nullptr,
+    {"_children", guarded<get_children>, nullptr,
      "the operand Values in order (micrograd's _prev is their set)", nullptr},
     {"_op", get_op, set_op, "the op that produced this node ('' for a leaf), a label for drawing",
      nullptr},
@@ -413,24 +411,21 @@ PyObject* method_builtin_rule(PyObject* self, PyObject*) {
 PyObject* method_clone(PyObject* self, PyObject* arg) {
     PyObject* items = PySequence_Fast(arg, "_clone() takes a sequence of Values");
     if (!items) return nullptr;
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    std::vector<Node*> kids;
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
-        if (!is_value(item)) {
-            Py_DECREF(items);
-            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
-                         Py_TYPE(item)->tp_name);
-            return nullptr;
+    Node* copy = nullptr;
+    try {  // Note [No C++ exception crosses into CPython]: give items back first
+        std::vector<Node*> kids;
+        if (nodes_of(items, kids)) {
+            copy = clone(node_of(self), kids.data(), kids.size());
+            if (!copy) {
+                PyErr_SetString(PyExc_ValueError, "_clone() needs as many children as the op has");
+            }
         }
-        kids.push_back(node_of(item));
+    } catch (...) {
+        Py_DECREF(items);
+        throw;
     }
-    Node* copy = clone(node_of(self), kids.data(), kids.size());
     Py_DECREF(items);
-    if (!copy) {
-        PyErr_SetString(PyExc_ValueError, "_clone() needs as many children as the op has");
-        return nullptr;
-    }
+    if (!copy) return nullptr;
     PyObject* o = wrap(Py_TYPE(self), copy, 1);
     if (!o) release(copy);
     return o;
@@ -438,19 +433,19 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
 
 PyMethodDef value_methods[] = {
 #if PY_VERSION_HEX < 0x030D0000
-    {"__init__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(method_init)),
+    {"__init__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<method_init>)),
      METH_VARARGS | METH_KEYWORDS | METH_COEXIST,
      "__init__($self, /, data, _children=(), _op='', label='')\n--\n\n"
      "Initialize self: a leaf holding float(data), or a node over _children made by _op."},
 #endif
-    {"relu", method_relu, METH_NOARGS, "max(0, x), micrograd's ReLU node"},
-    {"tanh", method_tanh, METH_NOARGS, "math.tanh(x)"},
-    {"exp", method_exp, METH_NOARGS, "math.exp(x)"},
-    {"log", method_log, METH_NOARGS, "math.log(x)"},
-    {"backward", method_backward, METH_NOARGS,
+    {"relu", guarded<method_relu>, METH_NOARGS, "max(0, x), micrograd's ReLU node"},
+    {"tanh", guarded<method_tanh>, METH_NOARGS, "math.tanh(x)"},
+    {"exp", guarded<method_exp>, METH_NOARGS, "math.exp(x)"},
+    {"log", guarded<method_log>, METH_NOARGS, "math.log(x)"},
+    {"backward", guarded<method_backward>, METH_NOARGS,
      "Backpropagate from this Value: its grad is set to 1 and every local rule is applied in "
      "reverse topological order, accumulating into the grads below it."},
-    {"_clone", method_clone, METH_O, nullptr},
+    {"_clone", guarded<method_clone>, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -509,11 +504,23 @@ PyObject* value_mul(PyObject* a, PyObject* b) {
 
 PyObject* value_neg(PyObject* a) { return to_python_owned(mul_constant(node_of(a), -1.0)); }
 
+// op(owned): the caller's reference to `owned` is given up whether op succeeds or throws.
+template <class Op>
+Node* releasing(Node* owned, Op op) {
+    Node* out;
+    try {
+        out = op(owned);
+    } catch (...) {
+        release(owned);
+        throw;
+    }
+    release(owned);
+    return out;
+}
+
 // The node for `a + (-b)`, given -b's node.
 PyObject* add_negated(Node* a, Node* b) {
-    Node* negated = mul_constant(b, -1.0);
-    Node* sum = add(a, negated);
-    release(negated);
+    Node* sum = releasing(mul_constant(b, -1.0), [a](Node* negated) { return add(a, negated); });
     return to_python_owned(sum);
 }
 
@@ -538,9 +545,8 @@ PyObject* value_sub(PyObject* a, PyObject* b) {
     }
     if (!is_number(a)) return not_a_number("subtract", a, b);  // other - self is (-self) + other
     if (!to_double(a, &c)) return nullptr;
-    Node* negated = mul_constant(node_of(b), -1.0);
-    Node* sum = add_constant(negated, c);
-    release(negated);
+    Node* sum = releasing(mul_constant(node_of(b), -1.0),
+                          [c](Node* negated) { return add_constant(negated, c); });
     return to_python_owned(sum);
 }
 
@@ -577,9 +583,8 @@ PyObject* value_truediv(PyObject* a, PyObject* b) {
         if (is_value(b)) {  // a * b**-1
             Node* inverse = reciprocal_node(node_of(b));
             if (!inverse) return nullptr;
-            Node* product = mul(node_of(a), inverse);
-            release(inverse);
-            return to_python_owned(product);
+            Node* x = node_of(a);
+            return to_python_owned(releasing(inverse, [x](Node* i) { return mul(x, i); }));
         }
         if (!is_number(b)) return not_a_number("true_divide", a, b);
         double inverse;
@@ -595,9 +600,7 @@ PyObject* value_truediv(PyObject* a, PyObject* b) {
         release(inverse);
         return nullptr;
     }
-    Node* product = mul_constant(inverse, c);
-    release(inverse);
-    return to_python_owned(product);
+    return to_python_owned(releasing(inverse, [c](Node* i) { return mul_constant(i, c); }));
 }
 
 PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
@@ -649,9 +652,9 @@ PyType_Slot value_slots[] = {
     // The text signature before "--" is what inspect.signature(Value) and help(Value) show.
     {Py_tp_doc, const_cast<char*>("Value(data, _children=(), _op='', label='')\n--\n\n"
                                   "stores a single scalar value and its gradient")},
-    {Py_tp_new, reinterpret_cast<void*>(value_new)},
-    {Py_tp_init, reinterpret_cast<void*>(value_init)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(value_dealloc)},
+    {Py_tp_new, reinterpret_cast<void*>(guarded<value_new>)},
+    {Py_tp_init, reinterpret_cast<void*>(guarded<value_init>)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(guarded<value_dealloc>)},
     {Py_tp_traverse, reinterpret_cast<void*>(value_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(value_clear)},
     {Py_tp_setattro, reinterpret_cast<void*>(value_setattro)},
@@ -659,12 +662,12 @@ PyType_Slot value_slots[] = {
     {Py_tp_getset, value_getset},
     {Py_tp_members, value_members},
     {Py_tp_methods, value_methods},
-    {Py_nb_add, reinterpret_cast<void*>(value_add)},
-    {Py_nb_subtract, reinterpret_cast<void*>(value_sub)},
-    {Py_nb_multiply, reinterpret_cast<void*>(value_mul)},
-    {Py_nb_true_divide, reinterpret_cast<void*>(value_truediv)},
-    {Py_nb_power, reinterpret_cast<void*>(value_pow)},
-    {Py_nb_negative, reinterpret_cast<void*>(value_neg)},
+    {Py_nb_add, reinterpret_cast<void*>(guarded<value_add>)},
+    {Py_nb_subtract, reinterpret_cast<void*>(guarded<value_sub>)},
+    {Py_nb_multiply, reinterpret_cast<void*>(guarded<value_mul>)},
+    {Py_nb_true_divide, reinterpret_cast<void*>(guarded<value_truediv>)},
+    {Py_nb_power, reinterpret_cast<void*>(guarded<value_pow>)},
+    {Py_nb_negative, reinterpret_cast<void*>(guarded<value_neg>)},
     {0, nullptr},
 };
 
@@ -699,6 +702,26 @@ PyObject* to_python_owned(Node* n) {
         release(n);
     }
     return o;
+}
+
+PyObject* objects_of(const std::vector<Node*>& nodes, bool as_list) {
+    // Note [Calls into Python]: making an object can run the cycle collector, and so a __del__
+    // that re-initialises a node and frees its children: every node is retained first.
+    for (Node* n : nodes) retain(n);
+    const auto count = static_cast<Py_ssize_t>(nodes.size());
+    PyObject* out = as_list ? PyList_New(count) : PyTuple_New(count);
+    for (Py_ssize_t i = 0; out && i < count; ++i) {
+        PyObject* o = to_python(nodes[static_cast<std::size_t>(i)]);
+        if (!o) {
+            Py_CLEAR(out);
+        } else if (as_list) {
+            PyList_SET_ITEM(out, i, o);
+        } else {
+            PyTuple_SET_ITEM(out, i, o);
+        }
+    }
+    for (Node* n : nodes) release(n);  // each one is in `out` now, unless it failed
+    return out;
 }
 
 void set_error(Status status) {
@@ -770,7 +793,7 @@ PyObject* create_value_type() {
         return nullptr;
     }
 
-    builtin_rule_def = {"_backward", method_builtin_rule, METH_NOARGS,
+    builtin_rule_def = {"_backward", guarded<method_builtin_rule>, METH_NOARGS,
                         "apply this node's local chain rule"};
     PyObject* type = PyType_FromSpec(&value_spec);
     if (!type) return nullptr;

@@ -5,6 +5,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <vector>
+
 #include "../engine.hpp"
 
 namespace mg::python {
@@ -28,6 +30,8 @@ inline Node* node_of(PyObject* value) { return reinterpret_cast<ValueObject*>(va
 // takes over the caller's reference to n (and releases n if it fails).
 PyObject* to_python(Node* n);
 PyObject* to_python_owned(Node* n);
+// The objects of these nodes, in order: a new list (as_list) or tuple.
+PyObject* objects_of(const std::vector<Node*>& nodes, bool as_list);
 
 // Sets the Python exception Python's own float arithmetic raises for this failure.
 void set_error(Status status);
