@@ -9,6 +9,36 @@
 
 #include "../engine.hpp"
 
+// Note [Calls into Python]
+// Any call into Python can free or change anything: a Value, a list being read, a node's
+// children, an optimizer's buffers. Calls that run Python code: __hash__, __eq__, __float__,
+// __index__, __neg__, __bool__ and the other number methods of an operand; attribute access
+// (properties, __getattr__); iteration; allocating a GC-tracked object (a list, a tuple, a
+// Value), which can run the cycle collector and so any __del__; and Py_DECREF or a node's
+// release, which can free an object with a __del__. The rule: while C++ holds a raw Node*, a
+// borrowed reference or a length, it makes none of these calls; or it first takes strong
+// references (retains the nodes, copies the sequence with PySequence_Fast or PySequence_Tuple
+// and keeps that alive) and re-checks lengths after each call. How each part obeys it:
+// - objects_of() (value.cpp), the one place that turns nodes into objects in bulk (_children,
+//   _prev, topological_order): retains every node, then allocates the container and each
+//   object, then releases the nodes. _prev builds its set from the _children tuple, so
+//   __hash__ and __eq__ run while the tuple owns every child.
+// - Value.__init__ and _clone read numbers (__float__) and copy the children with
+//   PySequence_Fast before reading any node, and call nothing between reading the nodes and
+//   linking them; the label's __bool__ is read last, as the oracle reads it. The operators read
+//   node_of(v) only from objects the caller owns, after the other operand's number methods ran
+//   (an object's node never changes while the object lives).
+// - fused.cpp: reduce() (sum, dot, neuron) keeps the accumulator and each term as owned
+//   references across PyIter_Next and Python's operators. neuron's fast path reads borrowed
+//   list items only when it calls no Python from the length check to the last node (exact
+//   types, nonlin a real bool). layer() re-reads the neuron list's length before each neuron and
+//   holds the neuron while its w, b and nonlin attributes run.
+// - optim.cpp: a step makes every call into Python first (the step number, hyperparameters, each
+//   buffer entry's __float__ while the entry is held, then PySequence_Fast of the params, kept
+//   until the step returns), and only then reads the nodes and checks the buffers' lengths;
+//   from there to the last write it calls nothing. zero_grads holds its PySequence_Fast result
+//   the same way.
+
 namespace mg::python {
 
 struct ValueObject {
