@@ -43,7 +43,7 @@ _BUILTIN = object()  # _custom_backward when the user assigned no _backward
 
 # Stamps the nodes the operators make: a node is made after its operands, so the stamps order a
 # graph as a program that builds it evaluates it (a replay's forward follows that order).
-_made = itertools.count()
+_next_made = itertools.count().__next__
 
 
 def _is_number(x: object) -> bool:
@@ -212,7 +212,7 @@ class Value:
         out = object.__new__(Value)
         out._data, out._grad, out._children, out._op = data, 0.0, children, op
         out._rule, out._exponent, out._custom_backward = rule, exponent, _BUILTIN
-        out._made = next(_made)
+        out._made = _next_made()
         return out
 
     def _clone(self, children: Sequence["Value"]) -> "Value":
@@ -226,7 +226,7 @@ class Value:
         )
         out._rule, out._exponent = self._rule, self._exponent
         out._custom_backward = self._custom_backward
-        out._made = next(_made)
+        out._made = _next_made()
         return out
 
     def __copy__(self) -> "Value":
