@@ -19,26 +19,33 @@ def grads(nodes):
 # A replay inside a Python _backward: the built-in rules that follow it write grads the program
 # holds too, so its next pass must read them back.
 
+
+def run_new_program(progs, inner):
+    progs.append(compile_graph(inner))
+    progs[-1].backward()
+
+
+# What the _backward does; the last program in the list is replayed after the backward pass.
 IN_BACKWARD = {
-    "zero_grad": lambda prog, inner: prog.zero_grad(),
-    "backward": lambda prog, inner: prog.backward(),
-    "a new program": lambda prog, inner: compile_graph(inner).backward(),
+    "zero_grad": lambda progs, inner: progs[-1].zero_grad(),
+    "backward": lambda progs, inner: progs[-1].backward(),
+    "a new program": run_new_program,
 }
 
 
 def replay_in_backward(V, replay):
     w, x = V(2.0), V(-1.5)
     inner = micrograd_cpp.dot([w, x, w], [x, w, w])  # inner nodes: w*x, 0 + w*x, x*w, ...
-    prog = compile_graph(inner)
+    progs = [compile_graph(inner)]
     c = V(inner.data, (inner,), "custom")
 
     def backward():
-        replay(prog, inner)
+        replay(progs, inner)
         inner.grad += c.grad
 
     c._backward = backward
     (c * 3).backward()
-    prog.backward()
+    progs[-1].backward()
     return w.grad, x.grad
 
 
