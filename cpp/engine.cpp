@@ -9,6 +9,7 @@ Hooks hooks;
 std::uint64_t inner_grad_writes = 0;
 Program* unsettled_program = nullptr;
 std::uint64_t exposures = 0;
+std::uint32_t nodes_made = 0;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
 
@@ -25,6 +26,7 @@ Node* make(Op op, double data, std::uint32_t count) {
     n->op = op;
     n->count = count;
     n->flags = count ? has_had_children : 0;
+    n->made = ++nodes_made;  // wraps around: Note [Creation order]
     return n;
 }
 
@@ -319,7 +321,10 @@ inline Status builtin_rule(Node* n) {
 inline Status local_rule(Node* n) {
     if (n->flags & has_python_backward) {
         const Status status = hooks.run_python_backward(n);
-        settle();  // the user's code may have replayed a program
+        // The user's code may have replayed a program, which settle() marks in step with the
+        // nodes; the built-in rules that follow write grads it holds (Note [Deferred stores]).
+        settle();
+        ++inner_grad_writes;
         return status;
     }
     return builtin_rule(n);

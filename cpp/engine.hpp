@@ -43,6 +43,7 @@ struct Node {
     std::uint32_t count;  // number of children
     Op op;
     std::uint8_t flags;
+    std::uint32_t made;  // nodes_made when this one was made: Note [Creation order]
 };
 
 static_assert(sizeof(Node) <= 64, "a node must fit in a cache line");
@@ -51,6 +52,15 @@ inline std::uint32_t child_count(const Node* n) { return n->count; }
 inline Node* const* children(const Node* n) {
     return n->count <= 2 ? n->operands.pair : n->operands.list;
 }
+
+// Note [Creation order]
+// Every node is made after its operands, so the order the nodes were made in is a topological
+// order, the one a Python program that builds the graph afresh evaluates it in. A replay's
+// forward follows it (Program::compile), so that a replay fails at the node a rebuild fails at,
+// with the same exception. `made` counts modulo 2**32: within one graph, the age of a node is
+// its root's stamp minus its own, exact while the graph was made within 2**32 node creations
+// (compile() checks that the order it gets is topological, and keeps its own if not).
+extern std::uint32_t nodes_made;
 
 // Set once by the binding. The engine calls them only for nodes that have a handle.
 struct Hooks {

@@ -13,21 +13,40 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
-// Ops whose forward or local rule can raise.
-bool can_fail(Op op) { return op == Op::pow || op == Op::exp || op == Op::log; }
+// Whether replaying this node can raise (Note [Slots]). '**', exp and log can, on some values.
+// tanh's forward cannot, but its rule computes t**2, which overflows for |t| > ~1.3e154: never a
+// value tanh computes, but the one a node holds when compiled (set by hand) is replayed until a
+// forward. add, mul and relu never raise: inf and nan are their results.
+bool can_fail(const Node* n) {
+    switch (n->op) {
+        case Op::pow:
+        case Op::exp:
+        case Op::log:
+            return true;
+        case Op::tanh: {
+            double square;
+            return py_pow(n->data, 2.0, &square) != Status::ok;
+        }
+        case Op::leaf:
+        case Op::add:
+        case Op::mul:
+        case Op::relu:
+        case Op::custom:
+            break;
+    }
+    return false;
+}
 
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
-// op, then micrograd's order. first and second are the operands' indices in `order`.
+// op, then micrograd's order, or micrograd's order alone if keep_order. first and second are the
+// operands' indices in `order`.
 std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const std::vector<std::uint32_t>& first,
-                                      const std::vector<std::uint32_t>& second) {
+                                      const std::vector<std::uint32_t>& second, bool keep_order) {
     const std::size_t count = order.size();
     std::vector<std::uint32_t> rules;  // micrograd's order: the root first
-    bool keep_order = false;
     for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op == Op::leaf) continue;
-        rules.push_back(static_cast<std::uint32_t>(i));
-        keep_order |= can_fail(order[i]->op);
+        if (order[i]->op != Op::leaf) rules.push_back(static_cast<std::uint32_t>(i));
     }
     if (keep_order) return rules;
 
@@ -54,6 +73,37 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
     return rules;
 }
 
+// The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
+// [Creation order]); empty if that is the slots' own order from `leaves` on, or if the nodes'
+// stamps do not give a topological order (the graph was made over more than 2**32 creations).
+std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
+                                          const std::vector<std::uint32_t>& first,
+                                          const std::vector<std::uint32_t>& second,
+                                          const std::vector<std::uint32_t>& slot,
+                                          std::uint32_t leaves) {
+    const std::uint32_t newest = order.back()->made;  // the root's
+    std::vector<std::uint32_t> inner;                 // indices in `order`
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        if (order[i]->op != Op::leaf) inner.push_back(static_cast<std::uint32_t>(i));
+    }
+    std::stable_sort(inner.begin(), inner.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return std::uint32_t(newest - order[a]->made) > std::uint32_t(newest - order[b]->made);
+    });
+    std::vector<bool> done(order.size());
+    bool same = true;
+    for (std::size_t k = 0; k < inner.size(); ++k) {
+        const std::uint32_t i = inner[k];
+        for (std::uint32_t operand : {first[i], second[i]}) {
+            if (order[operand]->op != Op::leaf && !done[operand]) return {};
+        }
+        done[i] = true;
+        same = same && slot[i] == leaves + k;
+    }
+    if (same) return {};
+    for (std::uint32_t& i : inner) i = slot[i];
+    return inner;
+}
+
 // A program's arrays, as the passes below use them.
 struct Arrays {
     const std::uint32_t* first;
@@ -73,17 +123,28 @@ struct PerSlot {
     Op operator()(std::size_t s) const { return ops[s]; }
 };
 
+// The slot a pass visits k-th: the k-th itself, or the k-th of a list (from `begin` on).
+struct Consecutive {
+    std::size_t operator()(std::size_t k) const { return k; }
+};
+struct Listed {
+    const std::uint32_t* slots;
+    std::size_t begin;
+    std::size_t operator()(std::size_t k) const { return slots[k - begin]; }
+};
+
 // Passes over the slots [begin, end): forward from begin, backward from end. Each returns the
 // slot that failed (with *status set) or, if none did, the slot it stopped at. With a Fixed op
-// the loop has no branch on the op.
-template <typename OpAt>
+// the loop has no branch on the op. Forward may visit the slots in another order (slot_at).
+template <typename OpAt, typename SlotAt = Consecutive>
 std::size_t forward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::size_t end,
-                         Status* status) {
-    for (std::size_t s = begin; s < end; ++s) {
+                         Status* status, SlotAt slot_at = {}) {
+    for (std::size_t k = begin; k < end; ++k) {
+        const std::size_t s = slot_at(k);
         double out;
         *status =
             forward_value(op_at(s), t.data[t.first[s]], t.data[t.second[s]], t.exponent[s], &out);
-        if (*status != Status::ok) return s;
+        if (*status != Status::ok) return k;
         t.data[s] = out;
         t.grad[s] = 0.0;  // as in a rebuilt graph
     }
@@ -174,7 +235,9 @@ Program* Program::compile(Node* root, Node** refused) {
         if (order[i]->op == Op::leaf) slot[i] = next++;
     }
     const std::uint32_t leaves = next;
-    const std::vector<std::uint32_t> rules = rule_order(order, first, second);
+    bool can_fail_somewhere = false;
+    for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
+    const std::vector<std::uint32_t> rules = rule_order(order, first, second, can_fail_somewhere);
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
@@ -203,6 +266,7 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
+    if (can_fail_somewhere) p->made_order_ = creation_order(order, first, second, slot, leaves);
     p->list_visible();
     for (std::size_t s = leaves; s < count; ++s) {
         if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
@@ -276,17 +340,21 @@ Status Program::forward() {
         // Settled, the nodes hold the leaves' grads; unsettled, grad_ does for the hidden ones.
         if (!unsettled) grad_[s] = nodes_[s]->grad;
     }
-    // Slots [leaves_, done) have their new values.
+    // The slots visited before `done` (from leaves_ on) have their new values.
     std::size_t done = leaves_;
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
-    if (runs_.empty()) {
+    if (!made_order_.empty()) {
+        done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status,
+                            Listed{made_order_.data(), leaves_});
+    } else if (runs_.empty()) {
         done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
-    }
-    for (const Run& r : runs_) {
-        done = run<Forward>(r.op, arrays, r.begin, r.end, &status);
-        if (status != Status::ok) break;
+    } else {
+        for (const Run& r : runs_) {
+            done = run<Forward>(r.op, arrays, r.begin, r.end, &status);
+            if (status != Status::ok) break;
+        }
     }
     if (status == Status::ok) {
         for (std::uint32_t s : visible_) {
@@ -301,7 +369,8 @@ Status Program::forward() {
     // Rare: store everything at once. The nodes before the failing one show their new values;
     // the others keep what they held, which for the hidden ones of an unsettled program is
     // still in data_ and grad_.
-    for (std::size_t s = leaves_; s < done; ++s) {
+    for (std::size_t k = leaves_; k < done; ++k) {
+        const std::size_t s = made_order_.empty() ? k : made_order_[k - leaves_];
         nodes_[s]->data = data_[s];
         nodes_[s]->grad = 0.0;
     }

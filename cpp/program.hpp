@@ -24,8 +24,9 @@ class Program {
     Program& operator=(const Program&) = delete;
 
     // Recomputes every non-leaf node from the leaves' current data and stores the results in the
-    // nodes; their grads restart at zero, as in a rebuilt graph. On a failure the nodes before
-    // the failing one (in topological order) hold their new values.
+    // nodes; their grads restart at zero, as in a rebuilt graph. It fails where a rebuild would:
+    // at the first failing node in the order the nodes were made (Note [Creation order]), and
+    // the nodes made before it hold their new values.
     Status forward();
     // root.backward() over the frozen graph: the nodes' current grads, root grad 1, local rules
     // on the values of the last forward (or of compile time). On a failure the grads accumulated
@@ -58,9 +59,11 @@ class Program {
     // receives its terms in micrograd's order. So compile() orders the rules by level (the
     // longest chain of such constraints above them) and, within a level, by op: the slots form
     // runs of one op, each replayed by a loop with no branch on the op, and the rules of a level
-    // are independent, so no sum waits on the one before it. A graph with an op that can fail
-    // ('**', exp, log) keeps micrograd's order, so that a failure leaves exactly what the rebuilt
-    // graph would; when its runs are short it is replayed node by node (runs_ empty).
+    // are independent, so no sum waits on the one before it. A graph with a node that can fail
+    // ('**', exp, log, or a tanh whose value squared overflows: can_fail()) keeps micrograd's
+    // order, so that a failure leaves exactly what the rebuilt graph would; when its runs are
+    // short it is replayed node by node (runs_ empty). Its forward visits the nodes in the order
+    // they were made (made_order_), if that differs.
     std::vector<Node*> nodes_;  // each retained by the program
     std::vector<Op> ops_;
     std::vector<std::uint32_t> first_, second_;  // operand slots
@@ -72,6 +75,9 @@ class Program {
         std::uint32_t begin, end;
     };
     std::vector<Run> runs_;
+    // The non-leaf slots in the order their nodes were made, if the graph can fail and that is
+    // not the slots' own order (Note [Creation order]); else empty.
+    std::vector<std::uint32_t> made_order_;
     std::vector<std::uint32_t> visible_;  // slots of nodes with a Python object, stored at once
     std::uint64_t visible_at_ = 0;        // `exposures` when visible_ was listed
     std::uint64_t grads_read_at_ = 0;     // inner_grad_writes when grad_ last matched the nodes

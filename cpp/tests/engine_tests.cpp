@@ -1617,6 +1617,61 @@ TEST(a_forward_that_fails_keeps_the_nodes_after_the_failing_one) {
     for (Node* n : {root, yy, lg, y, x}) mg::release(n);
 }
 
+TEST(a_forward_fails_at_the_first_failing_node_made) {
+    // Note [Creation order]: log(x) is made before exp(y), but comes after it in the
+    // topological order of exp(y) + log(x). A rebuild fails at the log, so must the replay.
+    Node* x = mg::new_leaf(1.0);
+    Node* y = mg::new_leaf(1.0);
+    Status status = Status::ok;
+    Node* lg = mg::log(x, &status);
+    Node* ex = mg::exp(y, &status);
+    Node* root = mg::add(ex, lg);
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    x->data = 0.0;
+    y->data = 1000.0;
+    CHECK_STATUS(program->forward(), Status::math_domain_error);
+    CHECK_SAME(ex->data, std::exp(1.0));  // made after the failing node: untouched
+    y->data = 2.0;
+    x->data = -1.0;  // now the exp succeeds, made after the log that fails
+    CHECK_STATUS(program->forward(), Status::math_domain_error);
+    CHECK_SAME(ex->data, std::exp(1.0));
+    x->data = 1.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    mg::settle();
+    CHECK_SAME(ex->data, std::exp(2.0));
+    CHECK_SAME(root->data, std::exp(2.0));
+    delete program;
+    for (Node* n : {root, ex, lg, y, x}) mg::release(n);
+}
+
+TEST(a_tanh_holding_a_huge_value_keeps_micrograds_order) {
+    // Its rule squares the value it holds, which overflows: the replayed backward stops where
+    // root.backward() stops, at the last tanh made (the first rule micrograd applies).
+    Node* xs[3];
+    Node* ts[3];
+    for (int i = 0; i < 3; ++i) {
+        xs[i] = mg::new_leaf(i + 1.0);
+        ts[i] = mg::tanh(xs[i]);
+        ts[i]->data = 1e200;
+    }
+    Node* partial = mg::add(ts[0], ts[1]);
+    Node* root = mg::add(partial, ts[2]);
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    CHECK_STATUS(program->backward(), Status::pow_out_of_range);
+    CHECK(mg::unsettled_program == nullptr);
+    CHECK_SAME(ts[0]->grad, 0.0);
+    CHECK_SAME(ts[1]->grad, 0.0);
+    CHECK_SAME(ts[2]->grad, 1.0);
+    delete program;
+    for (Node* n : {root, partial}) mg::release(n);
+    for (int i = 0; i < 3; ++i) {
+        mg::release(ts[i]);
+        mg::release(xs[i]);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

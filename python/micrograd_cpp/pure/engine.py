@@ -7,6 +7,7 @@ order, and with it every rounding, is deterministic), and the sort is iterative.
 """
 
 import copy
+import itertools
 import math
 import numbers
 import sys
@@ -39,6 +40,10 @@ def _operand_float(x: Number) -> float:
 
 
 _BUILTIN = object()  # _custom_backward when the user assigned no _backward
+
+# Stamps the nodes the operators make: a node is made after its operands, so the stamps order a
+# graph as a program that builds it evaluates it (a replay's forward follows that order).
+_next_made = itertools.count().__next__
 
 
 def _is_number(x: object) -> bool:
@@ -135,6 +140,7 @@ class Value:
         "_data": None,
         "_exponent": None,
         "_grad": None,
+        "_made": "when the operators made this node (leaves made by Value() have no stamp)",
         "_op": "the op that produced this node ('' for a leaf), a label for drawing",
         "_rule": None,
     }
@@ -143,6 +149,7 @@ class Value:
     _data: float
     _exponent: float | None
     _grad: float
+    _made: int
     _op: str
     _rule: str | None
     label = ""
@@ -205,6 +212,7 @@ class Value:
         out = object.__new__(Value)
         out._data, out._grad, out._children, out._op = data, 0.0, children, op
         out._rule, out._exponent, out._custom_backward = rule, exponent, _BUILTIN
+        out._made = _next_made()
         return out
 
     def _clone(self, children: Sequence["Value"]) -> "Value":
@@ -218,6 +226,7 @@ class Value:
         )
         out._rule, out._exponent = self._rule, self._exponent
         out._custom_backward = self._custom_backward
+        out._made = _next_made()
         return out
 
     def __copy__(self) -> "Value":

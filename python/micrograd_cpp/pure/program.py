@@ -28,6 +28,10 @@ class Program:
             for n in order
         ]
         self._leaves = [i for i, operands in enumerate(self._operands) if operands is None]
+        # forward evaluates the other nodes in the order they were made, as a rebuild does, so
+        # that it fails at the same node with the same exception
+        inner = [i for i, operands in enumerate(self._operands) if operands is not None]
+        self._made_order = sorted(inner, key=lambda i: order[i]._made)
         # each node's op as compiled: re-initialising a node later does not change the program
         self._rules: list[tuple[Any, Any]] = [(node._rule, node._exponent) for node in order]
         self._data = [node.data for node in order]  # the values backward() differentiates at
@@ -46,12 +50,10 @@ class Program:
         data, order = self._data, self._order
         for i in self._leaves:
             data[i] = order[i].data
-        for i, node in enumerate(order):
-            operands = self._operands[i]
-            if operands is None:
-                continue
-            a, b = operands
+        for i in self._made_order:
+            a, b = self._operands[i]  # type: ignore[misc]  # not a leaf
             rule, exponent = self._rules[i]
+            node = order[i]
             node.data = data[i] = _forward(rule, data[a], data[b], exponent)
             node.grad = 0.0
 
