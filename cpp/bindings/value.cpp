@@ -16,8 +16,6 @@ PyTypeObject* value_type = nullptr;
 namespace {
 
 PyObject* real_number_abc = nullptr;  // numbers.Real
-PyObject* str_op = nullptr;           // interned "_op"
-PyObject* str_backward = nullptr;     // interned "_backward"
 PyObject* str_label = nullptr;        // interned "label"
 PyObject* minus_one = nullptr;        // the int -1
 PyObject* str_numpy = nullptr;        // interned "numpy"
@@ -31,12 +29,10 @@ void retain_handle(void* handle) { Py_INCREF(static_cast<PyObject*>(handle)); }
 void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 
 Status run_python_backward(Node* n) {
-    // Only Python code assigns _backward, so the node has its object and the callable is in its
-    // dict; hold both while the user's code runs.
-    PyObject* self = static_cast<PyObject*>(n->handle);
-    PyObject* dict = as_value(self)->dict;
-    PyObject* fn = dict ? PyDict_GetItemWithError(dict, str_backward) : nullptr;
-    if (!fn) return PyErr_Occurred() ? Status::callback_failed : Status::ok;
+    // Only Python code assigns _backward, so the node has its object, which holds the callable;
+    // hold the callable while the user's code runs (it may assign another).
+    PyObject* fn = as_value(static_cast<PyObject*>(n->handle))->backward;
+    if (!fn) return apply_builtin_rule(n);  // the flag follows the field: not reached
     Py_INCREF(fn);
     PyObject* result = PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
@@ -64,6 +60,8 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     }
     as_value(o)->node = n;
     as_value(o)->dict = nullptr;
+    as_value(o)->op = nullptr;
+    as_value(o)->backward = nullptr;
     n->handle = o;
     // A new object is not immortal, so the count is stored as given on every version; only a
     // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
@@ -71,8 +69,10 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     return o;
 }
 
+// A user's _op or _backward can close a cycle just as a dict can.
 void track_if_it_has_a_dict(PyObject* self) {
-    if (as_value(self)->dict && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+    ValueObject* v = as_value(self);
+    if ((v->dict || v->op || v->backward) && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
 }
 
 PyObject* dict_of(PyObject* self) {
@@ -84,16 +84,18 @@ PyObject* dict_of(PyObject* self) {
     return dict;
 }
 
-// Sets or (value null) removes a dict entry, treating a missing entry as removed.
 int store(PyObject* self, PyObject* key, PyObject* value) {
-    if (value) {
-        PyObject* dict = dict_of(self);
-        return dict ? PyDict_SetItem(dict, key, value) : -1;
-    }
-    PyObject* dict = as_value(self)->dict;
-    if (!dict) return 0;
-    int found = PyDict_Contains(dict, key);
-    return found <= 0 ? found : PyDict_DelItem(dict, key);
+    PyObject* dict = dict_of(self);
+    return dict ? PyDict_SetItem(dict, key, value) : -1;
+}
+
+// Sets (value null: clears) the object's _op or _backward field. The old value is released
+// last: that can run a __del__ (Note [Calls into Python]), which then sees the new value.
+void set_field(PyObject* self, PyObject* ValueObject::* field, PyObject* value) {
+    PyObject* old = as_value(self)->*field;
+    as_value(self)->*field = Py_XNewRef(value);
+    track_if_it_has_a_dict(self);
+    Py_XDECREF(old);
 }
 
 PyObject* finish(Node* n, Status status) {
@@ -187,8 +189,8 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     // Re-initialising resets _op and _backward, as micrograd's __init__ does; _op is kept as
     // given (the default '' need not be stored).
     const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
-    if (store(self, str_op, default_op ? nullptr : op) < 0) return -1;
-    if (store(self, str_backward, nullptr) < 0) return -1;
+    set_field(self, &ValueObject::op, default_op ? nullptr : op);
+    set_field(self, &ValueObject::backward, nullptr);
     // `if label: self.label = label`, as the oracle does: a false label keeps the one set
     // before, and a label whose __bool__ fails fails the call.
     const int label_is_true = label ? PyObject_IsTrue(label) : 0;
@@ -223,6 +225,10 @@ PyObject* get_dict(PyObject* self, void* context) {
 }
 
 int set_dict(PyObject* self, PyObject* value, void* context) {
+    if (!value) {  // `del v.__dict__`, which the oracle's (a Python class's) allows
+        Py_CLEAR(as_value(self)->dict);
+        return 0;
+    }
     int result = PyObject_GenericSetDict(self, value, context);
     track_if_it_has_a_dict(self);
     return result;
@@ -230,13 +236,17 @@ int set_dict(PyObject* self, PyObject* value, void* context) {
 
 int value_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(as_value(self)->dict);
+    Py_VISIT(as_value(self)->op);
+    Py_VISIT(as_value(self)->backward);
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
     return 0;
 }
 
 int value_clear(PyObject* self) {
-    Py_CLEAR(as_value(self)->dict);
     if (Node* n = as_value(self)->node) n->flags &= static_cast<std::uint8_t>(~has_python_backward);
+    Py_CLEAR(as_value(self)->dict);
+    Py_CLEAR(as_value(self)->op);
+    Py_CLEAR(as_value(self)->backward);
     return 0;
 }
 
@@ -244,6 +254,8 @@ void value_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Py_CLEAR(as_value(self)->dict);
+    Py_CLEAR(as_value(self)->op);
+    Py_CLEAR(as_value(self)->backward);
     if (Node* n = as_value(self)->node) {
         // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
         as_value(self)->node = nullptr;
@@ -325,33 +337,32 @@ PyObject* builtin_op_label(const Node* n) {
 }
 
 PyObject* get_op(PyObject* self, void*) {
-    if (PyObject* dict = as_value(self)->dict) {
-        PyObject* op = PyDict_GetItemWithError(dict, str_op);
-        if (op) return Py_NewRef(op);
-        if (PyErr_Occurred()) return nullptr;
-    }
+    if (PyObject* op = as_value(self)->op) return Py_NewRef(op);
     return builtin_op_label(node_of(self));
 }
-int set_op(PyObject* self, PyObject* value, void*) { return store(self, str_op, value); }
+int set_op(PyObject* self, PyObject* value, void*) {
+    set_field(self, &ValueObject::op, value);
+    return 0;
+}
 
 PyMethodDef builtin_rule_def;  // filled in below; _backward returns it bound to a Value
 
 PyObject* get_backward(PyObject* self, void*) {
-    if (PyObject* dict = as_value(self)->dict) {
-        PyObject* fn = PyDict_GetItemWithError(dict, str_backward);
-        if (fn) return Py_NewRef(fn);
-        if (PyErr_Occurred()) return nullptr;
-    }
+    if (PyObject* fn = as_value(self)->backward) return Py_NewRef(fn);
     return PyCFunction_New(&builtin_rule_def, self);
 }
-int set_backward(PyObject* self, PyObject* value, void*) {
-    if (store(self, str_backward, value) < 0) return -1;
+// The node's flag tells backward() to call the hook; it is set and cleared only with the field.
+void set_python_backward(PyObject* self, PyObject* fn) {
     Node* n = node_of(self);
-    if (value) {
+    if (fn) {
         n->flags |= has_python_backward;
     } else {
         n->flags &= static_cast<std::uint8_t>(~has_python_backward);
     }
+    set_field(self, &ValueObject::backward, fn);
+}
+int set_backward(PyObject* self, PyObject* value, void*) {
+    set_python_backward(self, value);
     return 0;
 }
 
@@ -407,7 +418,8 @@ PyObject* method_builtin_rule(PyObject* self, PyObject*) {
     return status_result(apply_builtin_rule(node_of(self)));
 }
 
-// _clone(children): a new Value of the same type, op, data, grad and exponent over `children`.
+// _clone(children): a new Value of the same type, op, data, grad, exponent and _backward over
+// `children`.
 PyObject* method_clone(PyObject* self, PyObject* arg) {
     PyObject* items = PySequence_Fast(arg, "_clone() takes a sequence of Values");
     if (!items) return nullptr;
@@ -427,7 +439,12 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
     Py_DECREF(items);
     if (!copy) return nullptr;
     PyObject* o = wrap(Py_TYPE(self), copy, 1);
-    if (!o) release(copy);
+    if (!o) {
+        release(copy);
+        return nullptr;
+    }
+    set_field(o, &ValueObject::op, as_value(self)->op);
+    set_python_backward(o, as_value(self)->backward);
     return o;
 }
 
@@ -629,11 +646,11 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
     PyObject* formatted = PyObject_Format(b, nullptr);
     PyObject* label = formatted ? PyUnicode_FromFormat("**%U", formatted) : nullptr;
     Py_XDECREF(formatted);
-    if (!label || store(out, str_op, label) < 0) {
-        Py_XDECREF(label);
+    if (!label) {
         Py_DECREF(out);
         return nullptr;
     }
+    set_field(out, &ValueObject::op, label);
     Py_DECREF(label);
     return out;
 }
@@ -784,12 +801,10 @@ PyObject* create_value_type() {
     if (!numbers) return nullptr;
     real_number_abc = PyObject_GetAttrString(numbers, "Real");
     Py_DECREF(numbers);
-    str_op = PyUnicode_InternFromString("_op");
-    str_backward = PyUnicode_InternFromString("_backward");
     str_label = PyUnicode_InternFromString("label");
     minus_one = PyLong_FromLong(-1);
     str_numpy = PyUnicode_InternFromString("numpy");
-    if (!real_number_abc || !str_op || !str_backward || !str_label || !minus_one || !str_numpy) {
+    if (!real_number_abc || !str_label || !minus_one || !str_numpy) {
         return nullptr;
     }
 
