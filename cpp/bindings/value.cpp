@@ -493,6 +493,27 @@ PyObject* not_a_number(const char* ufunc, PyObject* a, PyObject* b) {
     return result;
 }
 
+// Note [Operators as the oracle writes them]
+// Each operator is micrograd's one-line reduction (a-b is a+(-b), a/b is a*b**-1, -a is a*-1,
+// other+self is self+other). For Values of exactly this type and numbers of exactly float, int
+// or bool, nothing in those reductions can run user code, and the slots build the nodes
+// directly. Any other operand (a float or int subclass, a numpy scalar, a Fraction, a
+// registered numbers.Real, a Value subclass) may override __neg__, __pow__, __add__ or
+// __mul__: then the slot evaluates the reduction itself with PyNumber_*, so the user's code
+// runs in the oracle's order and its result is used as the oracle uses it.
+bool is_exact_value(PyObject* o) { return Py_IS_TYPE(o, value_type); }
+bool is_plain_number(PyObject* o) {
+    return PyFloat_CheckExact(o) || PyLong_CheckExact(o) || PyBool_Check(o);
+}
+
+// op(x, y), or op(y, x) if y_first, giving up the reference to y (a null y: its error).
+PyObject* apply_taking(binaryfunc op, PyObject* x, PyObject* y, bool y_first = false) {
+    if (!y) return nullptr;
+    PyObject* result = y_first ? op(y, x) : op(x, y);
+    Py_DECREF(y);
+    return result;
+}
+
 PyObject* value_add(PyObject* a, PyObject* b) {
     double c;
     if (is_value(a)) {
@@ -501,7 +522,8 @@ PyObject* value_add(PyObject* a, PyObject* b) {
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(add_constant(node_of(a), c));
     }
-    if (!is_number(a)) return not_a_number("add", a, b);  // other + self is self + other
+    if (!is_number(a)) return not_a_number("add", a, b);
+    if (!is_exact_value(b)) return PyNumber_Add(b, a);  // other + self is self + other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(add_constant(node_of(b), c));
 }
@@ -514,12 +536,16 @@ PyObject* value_mul(PyObject* a, PyObject* b) {
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), c));
     }
-    if (!is_number(a)) return not_a_number("multiply", a, b);  // other * self is self * other
+    if (!is_number(a)) return not_a_number("multiply", a, b);
+    if (!is_exact_value(b)) return PyNumber_Multiply(b, a);  // other * self is self * other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(mul_constant(node_of(b), c));
 }
 
-PyObject* value_neg(PyObject* a) { return to_python_owned(mul_constant(node_of(a), -1.0)); }
+PyObject* value_neg(PyObject* a) {
+    if (!is_exact_value(a)) return PyNumber_Multiply(a, minus_one);  // -self is self * -1
+    return to_python_owned(mul_constant(node_of(a), -1.0));
+}
 
 // op(owned): the caller's reference to `owned` is given up whether op succeeds or throws.
 template <class Op>
@@ -543,45 +569,38 @@ PyObject* add_negated(Node* a, Node* b) {
 
 PyObject* value_sub(PyObject* a, PyObject* b) {
     double c;
-    if (is_value(a)) {
+    if (is_value(a)) {  // self - other is self + (-other)
+        if (!is_value(b) && !is_number(b)) return not_a_number("subtract", a, b);
+        if (!is_exact_value(a) || !(is_exact_value(b) || is_plain_number(b))) {
+            return apply_taking(PyNumber_Add, a, PyNumber_Negative(b));
+        }
         if (is_value(b)) return add_negated(node_of(a), node_of(b));
-        if (!is_number(b)) return not_a_number("subtract", a, b);
-        if (PyFloat_Check(b)) {
+        if (PyFloat_CheckExact(b)) {
             c = -PyFloat_AS_DOUBLE(b);
-        } else if (PyLong_Check(b)) {
+        } else {
             if (!to_double(b, &c)) return nullptr;
             c = 0.0 - c;  // float(-b): exact, and an int has no -0
-        } else {
-            PyObject* negated = PyNumber_Negative(b);
-            if (!negated) return nullptr;
-            bool ok = to_double(negated, &c);
-            Py_DECREF(negated);
-            if (!ok) return nullptr;
         }
         return to_python_owned(add_constant(node_of(a), c));
     }
     if (!is_number(a)) return not_a_number("subtract", a, b);  // other - self is (-self) + other
-    if (!to_double(a, &c)) return nullptr;
-    Node* sum = releasing(mul_constant(node_of(b), -1.0),
-                          [c](Node* negated) { return add_constant(negated, c); });
-    return to_python_owned(sum);
+    if (!is_exact_value(b)) return apply_taking(PyNumber_Add, a, PyNumber_Negative(b), true);
+    // -self first, as the oracle: a's __float__ then sees the graph as it is after it.
+    Node* negated = mul_constant(node_of(b), -1.0);
+    if (!to_double(a, &c)) {
+        release(negated);
+        return nullptr;
+    }
+    return to_python_owned(releasing(negated, [c](Node* n) { return add_constant(n, c); }));
 }
 
-// other ** -1 for a number, as Python computes it for that number's type.
+// other ** -1 for a float, an int or a bool, as Python computes it.
 bool reciprocal(PyObject* number, double* out) {
-    // A float or int subclass (numpy's float64 is one) has its own **: ask it.
-    if (PyFloat_CheckExact(number) || PyLong_CheckExact(number) || PyBool_Check(number)) {
-        double x;
-        if (!to_double(number, &x)) return false;
-        Status s = py_pow(x, -1.0, out);
-        if (s != Status::ok) set_error(s);
-        return s == Status::ok;
-    }
-    PyObject* inverse = PyNumber_Power(number, minus_one, Py_None);
-    if (!inverse) return false;
-    bool ok = to_double(inverse, out);
-    Py_DECREF(inverse);
-    return ok;
+    double x;
+    if (!to_double(number, &x)) return false;
+    Status s = py_pow(x, -1.0, out);
+    if (s != Status::ok) set_error(s);
+    return s == Status::ok;
 }
 
 Node* reciprocal_node(Node* a) {
@@ -596,20 +615,25 @@ Node* reciprocal_node(Node* a) {
 }
 
 PyObject* value_truediv(PyObject* a, PyObject* b) {
-    if (is_value(a)) {
-        if (is_value(b)) {  // a * b**-1
+    if (is_value(a)) {  // self / other is self * other**-1
+        if (!is_value(b) && !is_number(b)) return not_a_number("true_divide", a, b);
+        if (!is_exact_value(a) || !(is_exact_value(b) || is_plain_number(b))) {
+            return apply_taking(PyNumber_Multiply, a, PyNumber_Power(b, minus_one, Py_None));
+        }
+        if (is_value(b)) {
             Node* inverse = reciprocal_node(node_of(b));
             if (!inverse) return nullptr;
             Node* x = node_of(a);
             return to_python_owned(releasing(inverse, [x](Node* i) { return mul(x, i); }));
         }
-        if (!is_number(b)) return not_a_number("true_divide", a, b);
         double inverse;
         if (!reciprocal(b, &inverse)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), inverse));
     }
-    if (!is_number(a))
-        return not_a_number("true_divide", a, b);  // other / self is self**-1 * other
+    if (!is_number(a)) return not_a_number("true_divide", a, b);
+    if (!is_exact_value(b)) {  // other / self is self**-1 * other
+        return apply_taking(PyNumber_Multiply, a, PyNumber_Power(b, minus_one, Py_None), true);
+    }
     Node* inverse = reciprocal_node(node_of(b));
     if (!inverse) return nullptr;
     double c;
