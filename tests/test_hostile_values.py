@@ -279,3 +279,27 @@ def test_a_copy_keeps_the_custom_backward(backend):
     out = backend(1.0, [backend(2.0)], "f")
     out._backward = print
     assert (copy.copy(out)._backward, copy.deepcopy(out)._backward) == (print, print)
+
+
+def test_a_cycle_through_a_custom_op_or_backward_alone_is_collected(backend):
+    import gc
+
+    freed = []
+
+    class Finalized:
+        def __init__(self, name):
+            self.name = name
+
+        def __del__(self):
+            freed.append(self.name)
+
+    def make_cycles():
+        out = backend(1.0, [backend(2.0)], "f")
+        witness = Finalized("backward")
+        out._backward = lambda: (out, witness)  # no __dict__: the cycle is the closure's
+        labelled = backend(3.0)
+        labelled._op = [labelled, Finalized("op")]
+
+    make_cycles()
+    gc.collect()
+    assert sorted(freed) == ["backward", "op"]

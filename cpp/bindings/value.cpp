@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
+#include <unordered_map>
 #include <vector>
 
 #include "guarded.hpp"
@@ -28,11 +29,51 @@ ValueObject* as_value(PyObject* o) { return reinterpret_cast<ValueObject*>(o); }
 void retain_handle(void* handle) { Py_INCREF(static_cast<PyObject*>(handle)); }
 void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 
+// Note [Custom op and backward]
+// A user's _op and _backward live outside __dict__, as micrograd_cpp.pure's live in slots:
+// replacing, clearing or deleting __dict__ changes neither. Few Values have them, so rather than
+// in two more fields of every object (16 bytes each, with the allocator's rounding) they live in
+// a side table, which only objects whose node has `has_custom_entry` have an entry in. The
+// node's `has_python_backward` is set and cleared together with the entry's backward.
+struct Custom {
+    PyObject* op = nullptr;        // null: the built-in label
+    PyObject* backward = nullptr;  // null: the built-in rule
+};
+std::unordered_map<PyObject*, Custom> customs;
+
+Custom* custom_of(PyObject* self) {
+    Node* n = as_value(self)->node;
+    if (!n || !(n->flags & has_custom_entry)) return nullptr;
+    return &customs.find(self)->second;
+}
+
+// The object's entry, made if need be (this can throw std::bad_alloc; then nothing changed).
+Custom& custom_entry(PyObject* self) {
+    if (Custom* c = custom_of(self)) return *c;
+    Custom& c = customs[self];
+    node_of(self)->flags |= has_custom_entry;
+    return c;
+}
+
+// Removes the object's entry and releases what it held, last: that can run a __del__ (Note
+// [Calls into Python]), which then finds no entry.
+void drop_custom_entry(PyObject* self) {
+    Custom* c = custom_of(self);
+    if (!c) return;
+    const Custom taken = *c;
+    customs.erase(self);
+    as_value(self)->node->flags &=
+        static_cast<std::uint8_t>(~(has_custom_entry | has_python_backward));
+    Py_XDECREF(taken.op);
+    Py_XDECREF(taken.backward);
+}
+
 Status run_python_backward(Node* n) {
-    // Only Python code assigns _backward, so the node has its object, which holds the callable;
+    // Only Python code assigns _backward, so the node has its object, and the object its entry;
     // hold the callable while the user's code runs (it may assign another).
-    PyObject* fn = as_value(static_cast<PyObject*>(n->handle))->backward;
-    if (!fn) return apply_builtin_rule(n);  // the flag follows the field: not reached
+    Custom* c = custom_of(static_cast<PyObject*>(n->handle));
+    PyObject* fn = c ? c->backward : nullptr;
+    if (!fn) return apply_builtin_rule(n);  // the flag follows the entry: not reached
     Py_INCREF(fn);
     PyObject* result = PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
@@ -60,8 +101,6 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     }
     as_value(o)->node = n;
     as_value(o)->dict = nullptr;
-    as_value(o)->op = nullptr;
-    as_value(o)->backward = nullptr;
     n->handle = o;
     // A new object is not immortal, so the count is stored as given on every version; only a
     // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
@@ -71,8 +110,9 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
 
 // A user's _op or _backward can close a cycle just as a dict can.
 void track_if_it_has_a_dict(PyObject* self) {
-    ValueObject* v = as_value(self);
-    if ((v->dict || v->op || v->backward) && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+    if ((as_value(self)->dict || custom_of(self)) && !PyObject_GC_IsTracked(self)) {
+        PyObject_GC_Track(self);
+    }
 }
 
 PyObject* dict_of(PyObject* self) {
@@ -89,11 +129,18 @@ int store(PyObject* self, PyObject* key, PyObject* value) {
     return dict ? PyDict_SetItem(dict, key, value) : -1;
 }
 
-// Sets (value null: clears) the object's _op or _backward field. The old value is released
-// last: that can run a __del__ (Note [Calls into Python]), which then sees the new value.
-void set_field(PyObject* self, PyObject* ValueObject::* field, PyObject* value) {
-    PyObject* old = as_value(self)->*field;
-    as_value(self)->*field = Py_XNewRef(value);
+// Sets (value null: clears) the object's _op or _backward (Note [Custom op and backward]). Can
+// throw std::bad_alloc before it changes anything. The old value is released last: that can
+// run a __del__ (Note [Calls into Python]), which then sees the new value.
+void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value) {
+    Custom* c = value ? &custom_entry(self) : custom_of(self);
+    if (!c) return;
+    PyObject* old = c->*field;
+    c->*field = Py_XNewRef(value);
+    if (!c->op && !c->backward) {
+        customs.erase(self);
+        node_of(self)->flags &= static_cast<std::uint8_t>(~has_custom_entry);
+    }
     track_if_it_has_a_dict(self);
     Py_XDECREF(old);
 }
@@ -158,6 +205,10 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     }
     double x;
     if (!as_data(data, &x)) return -1;
+    // _op is kept as given (the default '' need not be stored), in an entry made before anything
+    // changes, since making it can throw std::bad_alloc.
+    const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
+    if (!default_op) custom_entry(self);
     PyObject* items = children ? PySequence_Fast(children,
                                                  "Value() argument '_children' must be "
                                                  "iterable")
@@ -186,11 +237,9 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     n->data = x;
     n->grad = 0.0;
     n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
-    // Re-initialising resets _op and _backward, as micrograd's __init__ does; _op is kept as
-    // given (the default '' need not be stored).
-    const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
-    set_field(self, &ValueObject::op, default_op ? nullptr : op);
-    set_field(self, &ValueObject::backward, nullptr);
+    // Re-initialising resets _op and _backward, as micrograd's __init__ does.
+    set_field(self, &Custom::op, default_op ? nullptr : op);
+    set_field(self, &Custom::backward, nullptr);
     // `if label: self.label = label`, as the oracle does: a false label keeps the one set
     // before, and a label whose __bool__ fails fails the call.
     const int label_is_true = label ? PyObject_IsTrue(label) : 0;
@@ -236,8 +285,10 @@ int set_dict(PyObject* self, PyObject* value, void* context) {
 
 int value_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(as_value(self)->dict);
-    Py_VISIT(as_value(self)->op);
-    Py_VISIT(as_value(self)->backward);
+    if (Custom* c = custom_of(self)) {
+        Py_VISIT(c->op);
+        Py_VISIT(c->backward);
+    }
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
     return 0;
 }
@@ -245,8 +296,7 @@ int value_traverse(PyObject* self, visitproc visit, void* arg) {
 int value_clear(PyObject* self) {
     if (Node* n = as_value(self)->node) n->flags &= static_cast<std::uint8_t>(~has_python_backward);
     Py_CLEAR(as_value(self)->dict);
-    Py_CLEAR(as_value(self)->op);
-    Py_CLEAR(as_value(self)->backward);
+    drop_custom_entry(self);
     return 0;
 }
 
@@ -254,8 +304,7 @@ void value_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Py_CLEAR(as_value(self)->dict);
-    Py_CLEAR(as_value(self)->op);
-    Py_CLEAR(as_value(self)->backward);
+    drop_custom_entry(self);
     if (Node* n = as_value(self)->node) {
         // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
         as_value(self)->node = nullptr;
@@ -337,29 +386,30 @@ PyObject* builtin_op_label(const Node* n) {
 }
 
 PyObject* get_op(PyObject* self, void*) {
-    if (PyObject* op = as_value(self)->op) return Py_NewRef(op);
+    if (Custom* c = custom_of(self); c && c->op) return Py_NewRef(c->op);
     return builtin_op_label(node_of(self));
 }
 int set_op(PyObject* self, PyObject* value, void*) {
-    set_field(self, &ValueObject::op, value);
+    set_field(self, &Custom::op, value);
     return 0;
 }
 
 PyMethodDef builtin_rule_def;  // filled in below; _backward returns it bound to a Value
 
 PyObject* get_backward(PyObject* self, void*) {
-    if (PyObject* fn = as_value(self)->backward) return Py_NewRef(fn);
+    if (Custom* c = custom_of(self); c && c->backward) return Py_NewRef(c->backward);
     return PyCFunction_New(&builtin_rule_def, self);
 }
 // The node's flag tells backward() to call the hook; it is set and cleared only with the field.
 void set_python_backward(PyObject* self, PyObject* fn) {
+    if (fn) custom_entry(self);  // first, as it can throw
     Node* n = node_of(self);
     if (fn) {
         n->flags |= has_python_backward;
     } else {
         n->flags &= static_cast<std::uint8_t>(~has_python_backward);
     }
-    set_field(self, &ValueObject::backward, fn);
+    set_field(self, &Custom::backward, fn);
 }
 int set_backward(PyObject* self, PyObject* value, void*) {
     set_python_backward(self, value);
@@ -443,8 +493,16 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
         release(copy);
         return nullptr;
     }
-    set_field(o, &ValueObject::op, as_value(self)->op);
-    set_python_backward(o, as_value(self)->backward);
+    if (Custom* c = custom_of(self)) {
+        try {  // Note [No C++ exception crosses into CPython]: give the copy back first
+            const Custom copied = *c;  // o's new entry may move nothing, but read it first
+            set_field(o, &Custom::op, copied.op);
+            set_python_backward(o, copied.backward);
+        } catch (...) {
+            Py_DECREF(o);
+            throw;
+        }
+    }
     return o;
 }
 
@@ -674,7 +732,13 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
         Py_DECREF(out);
         return nullptr;
     }
-    set_field(out, &ValueObject::op, label);
+    try {  // Note [No C++ exception crosses into CPython]: give both back first
+        set_field(out, &Custom::op, label);
+    } catch (...) {
+        Py_DECREF(label);
+        Py_DECREF(out);
+        throw;
+    }
     Py_DECREF(label);
     return out;
 }

@@ -13,11 +13,7 @@ namespace mg::python {
 
 struct ValueObject {
     PyObject_HEAD Node* node;
-    PyObject* dict;  // user attributes and label; created on demand
-    // A user's _op and _backward live outside the dict, as micrograd_cpp.pure's do in slots:
-    // replacing or clearing __dict__ changes neither. Null: the built-in label and rule.
-    PyObject* op;
-    PyObject* backward;
+    PyObject* dict;  // user attributes and label; created on demand (not _op, _backward)
 };
 
 extern PyTypeObject* value_type;
