@@ -303,3 +303,10 @@ def test_a_cycle_through_a_custom_op_or_backward_alone_is_collected(backend):
     make_cycles()
     gc.collect()
     assert sorted(freed) == ["backward", "op"]
+
+
+@sanitized
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is Linux's")
+def test_memory_running_out_while_setting_a_custom_backward_is_a_memory_error():
+    loop = "while True:\n            y = Value(1.0, [x], 'f'); y._backward = print; keep.append(y)"
+    assert run_python(OUT_OF_MEMORY.format(loop=loop, after="")) == "1000.0 7.0\n"

@@ -400,9 +400,10 @@ PyObject* get_backward(PyObject* self, void*) {
     if (Custom* c = custom_of(self); c && c->backward) return Py_NewRef(c->backward);
     return PyCFunction_New(&builtin_rule_def, self);
 }
-// The node's flag tells backward() to call the hook; it is set and cleared only with the field.
+// The node's flag tells backward() to call the hook; it is set and cleared only together with
+// the entry's backward.
 void set_python_backward(PyObject* self, PyObject* fn) {
-    if (fn) custom_entry(self);  // first, as it can throw
+    if (fn) custom_entry(self);  // before anything changes, as it can throw
     Node* n = node_of(self);
     if (fn) {
         n->flags |= has_python_backward;
@@ -425,9 +426,10 @@ PyGetSetDef value_getset[] = {
      nullptr},
     {"_children", guarded<get_children>, nullptr,
      "the operand Values in order (micrograd's _prev is their set)", nullptr},
-    {"_op", get_op, set_op, "the op that produced this node ('' for a leaf), a label for drawing",
-     nullptr},
-    {"_backward", get_backward, set_backward,
+    // Setting _op or _backward may make a table entry: guarded (std::bad_alloc).
+    {"_op", get_op, guarded<set_op>,
+     "the op that produced this node ('' for a leaf), a label for drawing", nullptr},
+    {"_backward", get_backward, guarded<set_backward>,
      "this node's local chain rule: adds its share of the grad to its operands' grads. Assign a "
      "function to give your own op its rule; del restores the built-in one.",
      nullptr},
