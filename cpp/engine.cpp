@@ -69,13 +69,27 @@ Node* retained(Node* n) {
 // Freeing a node releases its children, which may free them, and so on down a chain a million
 // nodes long: done recursively, that overflows the stack. Instead, nodes whose last reference
 // went away are pushed on `dying` and freed by one loop. A release that happens while the loop
-// runs (also one that comes back through a Python object's deallocation) only pushes.
-std::vector<Node*> dying;
+// runs (also one that comes back through a Python object's deallocation) only pushes. `dying`
+// is a stack linked through the dead nodes themselves (their `mark`, which no traversal reads
+// again), so teardown never allocates: it cannot fail when memory runs out, nor leave
+// `draining` set so that nothing would be freed any more.
+Node* dying = nullptr;
 bool draining = false;
 
-void destroy(Node* n) {
+void push_dying(Node* n) noexcept {
+    n->mark = reinterpret_cast<std::uintptr_t>(dying);
+    dying = n;
+}
+
+Node* pop_dying() noexcept {
+    Node* n = dying;
+    if (n) dying = reinterpret_cast<Node*>(static_cast<std::uintptr_t>(n->mark));
+    return n;
+}
+
+void destroy(Node* n) noexcept {
     if (draining) {
-        dying.push_back(n);
+        push_dying(n);
         return;
     }
     draining = true;
@@ -91,7 +105,7 @@ void destroy(Node* n) {
                 hooks.release_handle(k->handle);  // may come back here: it only pushes
             } else if (--k->refs == 0) {
                 if (next) {
-                    dying.push_back(k);
+                    push_dying(k);
                 } else {
                     next = k;
                 }
@@ -99,10 +113,7 @@ void destroy(Node* n) {
         }
         if (count > 2) delete[] d->operands.list;
         free_node(d);
-        if (!next && !dying.empty()) {
-            next = dying.back();
-            dying.pop_back();
-        }
+        if (!next) next = pop_dying();
         d = next;
     }
     draining = false;
@@ -116,6 +127,35 @@ struct Frame {
 };
 std::vector<Frame> shared_stack;
 bool shared_stack_busy = false;
+
+// Claims the shared scratch space unless it is in use, and gives it back however the scope
+// ends (a traversal that runs out of memory throws std::bad_alloc).
+class SharedScratch {
+  public:
+    SharedScratch() : claimed_(!shared_stack_busy) { shared_stack_busy = true; }
+    ~SharedScratch() { give_back(); }
+    SharedScratch(const SharedScratch&) = delete;
+    SharedScratch& operator=(const SharedScratch&) = delete;
+    bool claimed() const { return claimed_; }
+    void give_back() {
+        if (claimed_) shared_stack_busy = false;
+        claimed_ = false;
+    }
+
+  private:
+    bool claimed_;
+};
+
+// Releases the nodes it holds when the scope ends, however it ends.
+struct Pinned {
+    std::vector<Node*> nodes;
+    Pinned() = default;
+    Pinned(const Pinned&) = delete;
+    Pinned& operator=(const Pinned&) = delete;
+    ~Pinned() {
+        for (Node* n : nodes) release(n);
+    }
+};
 std::uint64_t last_mark = 0;
 
 // Returns the union of the visited nodes' flags.
@@ -347,10 +387,9 @@ Status backward(Node* root) {
     static std::vector<Node*> shared_order;
     std::vector<Node*> own_order;
     std::vector<Frame> own_stack;
-    const bool nested = shared_stack_busy;
-    std::vector<Node*>& order = nested ? own_order : shared_order;
-    std::vector<Frame>& stack = nested ? own_stack : shared_stack;
-    shared_stack_busy = true;
+    SharedScratch scratch;
+    std::vector<Node*>& order = scratch.claimed() ? shared_order : own_order;
+    std::vector<Frame>& stack = scratch.claimed() ? shared_stack : own_stack;
 
     settle();
     const std::uint8_t flags = topological_order_with(root, order, stack);
@@ -362,21 +401,19 @@ Status backward(Node* root) {
             status = builtin_rule(order[i]);
             if (status != Status::ok) break;
         }
-        if (!nested) shared_stack_busy = false;
         return status;
     }
 
     // A Python _backward may drop the last reference to a node still to be visited, or run
     // backward() again: keep every node alive, and the order private, until the pass is over.
-    std::vector<Node*> pinned;
-    pinned.swap(order);
-    if (!nested) shared_stack_busy = false;
-    for (Node* n : pinned) retain(n);
-    for (std::size_t i = pinned.size(); i-- > 0;) {
-        status = local_rule(pinned[i]);
+    for (Node* n : order) retain(n);
+    Pinned pinned;
+    pinned.nodes.swap(order);
+    scratch.give_back();
+    for (std::size_t i = pinned.nodes.size(); i-- > 0;) {
+        status = local_rule(pinned.nodes[i]);
         if (status != Status::ok) break;
     }
-    for (Node* n : pinned) release(n);
     return status;
 }
 

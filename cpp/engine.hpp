@@ -17,6 +17,7 @@ enum NodeFlags : std::uint8_t {
     has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
     exponent_is_int = 2,      // the '**' label prints the exponent as an integer
     has_had_children = 4,     // once an inner node, so its grad may be a Program's to keep
+    has_custom_entry = 8,     // the binding keeps a user's _op or _backward for its object
 };
 
 // Note [Ownership]

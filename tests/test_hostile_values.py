@@ -232,3 +232,81 @@ sanitized = pytest.mark.skipif(
 )
 def test_memory_running_out_is_a_memory_error(loop, after):
     assert run_python(OUT_OF_MEMORY.format(loop=loop, after=after)) == "1000.0 7.0\n"
+
+
+# A user's _op and _backward are not attributes in __dict__ (the oracle keeps them in slots):
+# no way of changing the dict changes them.
+DICT_CHANGES = {
+    "replace": lambda v: setattr(v, "__dict__", {}),
+    "clear": lambda v: v.__dict__.clear(),
+    "delete": lambda v: delattr(v, "__dict__"),
+    "pop": lambda v: vars(v).pop("_backward", None),
+    "overwrite": lambda v: vars(v).update(_backward=None, _op="x"),
+    "popitem": lambda v: vars(v).popitem(),
+}
+
+
+@pytest.mark.parametrize("change", DICT_CHANGES.values(), ids=DICT_CHANGES.keys())
+def test_changing_the_dict_keeps_a_custom_op_and_backward(backend, change):
+    a, b = backend(2.0), backend(3.0)
+    out = backend(6.0, [a, b], "f")
+
+    def rule():
+        a.grad += 5 * out.grad
+        b.grad += 2 * out.grad
+
+    out._backward = rule
+    out.note = "an attribute"
+    change(out)
+    (out * 2.0).backward()
+    assert (a.grad, b.grad, out._op, out._backward) == (10.0, 4.0, "f", rule)
+    del out._backward
+    (out * 2.0).backward()
+    assert (a.grad, b.grad) == (10.0, 4.0)  # a custom node's built-in rule does nothing
+
+
+def test_op_and_backward_are_not_in_the_dict(backend):
+    out = backend(1.0, [backend(2.0)], "f", label="out")
+    out._backward = print
+    assert vars(out) == {"label": "out"}
+    del out.__dict__
+    assert (out.label, out._op, out._backward, vars(out)) == ("", "f", print, {})
+
+
+def test_a_copy_keeps_the_custom_backward(backend):
+    import copy
+
+    out = backend(1.0, [backend(2.0)], "f")
+    out._backward = print
+    assert (copy.copy(out)._backward, copy.deepcopy(out)._backward) == (print, print)
+
+
+def test_a_cycle_through_a_custom_op_or_backward_alone_is_collected(backend):
+    import gc
+
+    freed = []
+
+    class Finalized:
+        def __init__(self, name):
+            self.name = name
+
+        def __del__(self):
+            freed.append(self.name)
+
+    def make_cycles():
+        out = backend(1.0, [backend(2.0)], "f")
+        witness = Finalized("backward")
+        out._backward = lambda: (out, witness)  # no __dict__: the cycle is the closure's
+        labelled = backend(3.0)
+        labelled._op = [labelled, Finalized("op")]
+
+    make_cycles()
+    gc.collect()
+    assert sorted(freed) == ["backward", "op"]
+
+
+@sanitized
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is Linux's")
+def test_memory_running_out_while_setting_a_custom_backward_is_a_memory_error():
+    loop = "while True:\n            y = Value(1.0, [x], 'f'); y._backward = print; keep.append(y)"
+    assert run_python(OUT_OF_MEMORY.format(loop=loop, after="")) == "1000.0 7.0\n"

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
+#include <unordered_map>
 #include <vector>
 
 #include "guarded.hpp"
@@ -16,8 +17,6 @@ PyTypeObject* value_type = nullptr;
 namespace {
 
 PyObject* real_number_abc = nullptr;  // numbers.Real
-PyObject* str_op = nullptr;           // interned "_op"
-PyObject* str_backward = nullptr;     // interned "_backward"
 PyObject* str_label = nullptr;        // interned "label"
 PyObject* minus_one = nullptr;        // the int -1
 PyObject* str_numpy = nullptr;        // interned "numpy"
@@ -30,13 +29,51 @@ ValueObject* as_value(PyObject* o) { return reinterpret_cast<ValueObject*>(o); }
 void retain_handle(void* handle) { Py_INCREF(static_cast<PyObject*>(handle)); }
 void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 
+// Note [Custom op and backward]
+// A user's _op and _backward live outside __dict__, as micrograd_cpp.pure's live in slots:
+// replacing, clearing or deleting __dict__ changes neither. Few Values have them, so rather than
+// in two more fields of every object (16 bytes each, with the allocator's rounding) they live in
+// a side table, which only objects whose node has `has_custom_entry` have an entry in. The
+// node's `has_python_backward` is set and cleared together with the entry's backward.
+struct Custom {
+    PyObject* op = nullptr;        // null: the built-in label
+    PyObject* backward = nullptr;  // null: the built-in rule
+};
+std::unordered_map<PyObject*, Custom> customs;
+
+Custom* custom_of(PyObject* self) {
+    Node* n = as_value(self)->node;
+    if (!n || !(n->flags & has_custom_entry)) return nullptr;
+    return &customs.find(self)->second;
+}
+
+// The object's entry, made if need be (this can throw std::bad_alloc; then nothing changed).
+Custom& custom_entry(PyObject* self) {
+    if (Custom* c = custom_of(self)) return *c;
+    Custom& c = customs[self];
+    node_of(self)->flags |= has_custom_entry;
+    return c;
+}
+
+// Removes the object's entry and releases what it held, last: that can run a __del__ (Note
+// [Calls into Python]), which then finds no entry.
+void drop_custom_entry(PyObject* self) {
+    Custom* c = custom_of(self);
+    if (!c) return;
+    const Custom taken = *c;
+    customs.erase(self);
+    as_value(self)->node->flags &=
+        static_cast<std::uint8_t>(~(has_custom_entry | has_python_backward));
+    Py_XDECREF(taken.op);
+    Py_XDECREF(taken.backward);
+}
+
 Status run_python_backward(Node* n) {
-    // Only Python code assigns _backward, so the node has its object and the callable is in its
-    // dict; hold both while the user's code runs.
-    PyObject* self = static_cast<PyObject*>(n->handle);
-    PyObject* dict = as_value(self)->dict;
-    PyObject* fn = dict ? PyDict_GetItemWithError(dict, str_backward) : nullptr;
-    if (!fn) return PyErr_Occurred() ? Status::callback_failed : Status::ok;
+    // Only Python code assigns _backward, so the node has its object, and the object its entry;
+    // hold the callable while the user's code runs (it may assign another).
+    Custom* c = custom_of(static_cast<PyObject*>(n->handle));
+    PyObject* fn = c ? c->backward : nullptr;
+    if (!fn) return apply_builtin_rule(n);  // the flag follows the entry: not reached
     Py_INCREF(fn);
     PyObject* result = PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
@@ -71,8 +108,11 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     return o;
 }
 
+// A user's _op or _backward can close a cycle just as a dict can.
 void track_if_it_has_a_dict(PyObject* self) {
-    if (as_value(self)->dict && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+    if ((as_value(self)->dict || custom_of(self)) && !PyObject_GC_IsTracked(self)) {
+        PyObject_GC_Track(self);
+    }
 }
 
 PyObject* dict_of(PyObject* self) {
@@ -84,16 +124,25 @@ PyObject* dict_of(PyObject* self) {
     return dict;
 }
 
-// Sets or (value null) removes a dict entry, treating a missing entry as removed.
 int store(PyObject* self, PyObject* key, PyObject* value) {
-    if (value) {
-        PyObject* dict = dict_of(self);
-        return dict ? PyDict_SetItem(dict, key, value) : -1;
+    PyObject* dict = dict_of(self);
+    return dict ? PyDict_SetItem(dict, key, value) : -1;
+}
+
+// Sets (value null: clears) the object's _op or _backward (Note [Custom op and backward]). Can
+// throw std::bad_alloc before it changes anything. The old value is released last: that can
+// run a __del__ (Note [Calls into Python]), which then sees the new value.
+void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value) {
+    Custom* c = value ? &custom_entry(self) : custom_of(self);
+    if (!c) return;
+    PyObject* old = c->*field;
+    c->*field = Py_XNewRef(value);
+    if (!c->op && !c->backward) {
+        customs.erase(self);
+        node_of(self)->flags &= static_cast<std::uint8_t>(~has_custom_entry);
     }
-    PyObject* dict = as_value(self)->dict;
-    if (!dict) return 0;
-    int found = PyDict_Contains(dict, key);
-    return found <= 0 ? found : PyDict_DelItem(dict, key);
+    track_if_it_has_a_dict(self);
+    Py_XDECREF(old);
 }
 
 PyObject* finish(Node* n, Status status) {
@@ -156,6 +205,10 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     }
     double x;
     if (!as_data(data, &x)) return -1;
+    // _op is kept as given (the default '' need not be stored), in an entry made before anything
+    // changes, since making it can throw std::bad_alloc.
+    const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
+    if (!default_op) custom_entry(self);
     PyObject* items = children ? PySequence_Fast(children,
                                                  "Value() argument '_children' must be "
                                                  "iterable")
@@ -184,11 +237,9 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     n->data = x;
     n->grad = 0.0;
     n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
-    // Re-initialising resets _op and _backward, as micrograd's __init__ does; _op is kept as
-    // given (the default '' need not be stored).
-    const bool default_op = !op || (PyUnicode_CheckExact(op) && PyUnicode_GET_LENGTH(op) == 0);
-    if (store(self, str_op, default_op ? nullptr : op) < 0) return -1;
-    if (store(self, str_backward, nullptr) < 0) return -1;
+    // Re-initialising resets _op and _backward, as micrograd's __init__ does.
+    set_field(self, &Custom::op, default_op ? nullptr : op);
+    set_field(self, &Custom::backward, nullptr);
     // `if label: self.label = label`, as the oracle does: a false label keeps the one set
     // before, and a label whose __bool__ fails fails the call.
     const int label_is_true = label ? PyObject_IsTrue(label) : 0;
@@ -223,6 +274,10 @@ PyObject* get_dict(PyObject* self, void* context) {
 }
 
 int set_dict(PyObject* self, PyObject* value, void* context) {
+    if (!value) {  // `del v.__dict__`, which the oracle's (a Python class's) allows
+        Py_CLEAR(as_value(self)->dict);
+        return 0;
+    }
     int result = PyObject_GenericSetDict(self, value, context);
     track_if_it_has_a_dict(self);
     return result;
@@ -230,13 +285,18 @@ int set_dict(PyObject* self, PyObject* value, void* context) {
 
 int value_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(as_value(self)->dict);
+    if (Custom* c = custom_of(self)) {
+        Py_VISIT(c->op);
+        Py_VISIT(c->backward);
+    }
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
     return 0;
 }
 
 int value_clear(PyObject* self) {
-    Py_CLEAR(as_value(self)->dict);
     if (Node* n = as_value(self)->node) n->flags &= static_cast<std::uint8_t>(~has_python_backward);
+    Py_CLEAR(as_value(self)->dict);
+    drop_custom_entry(self);
     return 0;
 }
 
@@ -244,6 +304,7 @@ void value_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Py_CLEAR(as_value(self)->dict);
+    drop_custom_entry(self);
     if (Node* n = as_value(self)->node) {
         // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
         as_value(self)->node = nullptr;
@@ -325,33 +386,34 @@ PyObject* builtin_op_label(const Node* n) {
 }
 
 PyObject* get_op(PyObject* self, void*) {
-    if (PyObject* dict = as_value(self)->dict) {
-        PyObject* op = PyDict_GetItemWithError(dict, str_op);
-        if (op) return Py_NewRef(op);
-        if (PyErr_Occurred()) return nullptr;
-    }
+    if (Custom* c = custom_of(self); c && c->op) return Py_NewRef(c->op);
     return builtin_op_label(node_of(self));
 }
-int set_op(PyObject* self, PyObject* value, void*) { return store(self, str_op, value); }
+int set_op(PyObject* self, PyObject* value, void*) {
+    set_field(self, &Custom::op, value);
+    return 0;
+}
 
 PyMethodDef builtin_rule_def;  // filled in below; _backward returns it bound to a Value
 
 PyObject* get_backward(PyObject* self, void*) {
-    if (PyObject* dict = as_value(self)->dict) {
-        PyObject* fn = PyDict_GetItemWithError(dict, str_backward);
-        if (fn) return Py_NewRef(fn);
-        if (PyErr_Occurred()) return nullptr;
-    }
+    if (Custom* c = custom_of(self); c && c->backward) return Py_NewRef(c->backward);
     return PyCFunction_New(&builtin_rule_def, self);
 }
-int set_backward(PyObject* self, PyObject* value, void*) {
-    if (store(self, str_backward, value) < 0) return -1;
+// The node's flag tells backward() to call the hook; it is set and cleared only together with
+// the entry's backward.
+void set_python_backward(PyObject* self, PyObject* fn) {
+    if (fn) custom_entry(self);  // before anything changes, as it can throw
     Node* n = node_of(self);
-    if (value) {
+    if (fn) {
         n->flags |= has_python_backward;
     } else {
         n->flags &= static_cast<std::uint8_t>(~has_python_backward);
     }
+    set_field(self, &Custom::backward, fn);
+}
+int set_backward(PyObject* self, PyObject* value, void*) {
+    set_python_backward(self, value);
     return 0;
 }
 
@@ -364,9 +426,10 @@ PyGetSetDef value_getset[] = {
      nullptr},
     {"_children", guarded<get_children>, nullptr,
      "the operand Values in order (micrograd's _prev is their set)", nullptr},
-    {"_op", get_op, set_op, "the op that produced this node ('' for a leaf), a label for drawing",
-     nullptr},
-    {"_backward", get_backward, set_backward,
+    // Setting _op or _backward may make a table entry: guarded (std::bad_alloc).
+    {"_op", get_op, guarded<set_op>,
+     "the op that produced this node ('' for a leaf), a label for drawing", nullptr},
+    {"_backward", get_backward, guarded<set_backward>,
      "this node's local chain rule: adds its share of the grad to its operands' grads. Assign a "
      "function to give your own op its rule; del restores the built-in one.",
      nullptr},
@@ -407,7 +470,8 @@ PyObject* method_builtin_rule(PyObject* self, PyObject*) {
     return status_result(apply_builtin_rule(node_of(self)));
 }
 
-// _clone(children): a new Value of the same type, op, data, grad and exponent over `children`.
+// _clone(children): a new Value of the same type, op, data, grad, exponent and _backward over
+// `children`.
 PyObject* method_clone(PyObject* self, PyObject* arg) {
     PyObject* items = PySequence_Fast(arg, "_clone() takes a sequence of Values");
     if (!items) return nullptr;
@@ -427,7 +491,20 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
     Py_DECREF(items);
     if (!copy) return nullptr;
     PyObject* o = wrap(Py_TYPE(self), copy, 1);
-    if (!o) release(copy);
+    if (!o) {
+        release(copy);
+        return nullptr;
+    }
+    if (Custom* c = custom_of(self)) {
+        try {  // Note [No C++ exception crosses into CPython]: give the copy back first
+            const Custom copied = *c;  // o's new entry may move nothing, but read it first
+            set_field(o, &Custom::op, copied.op);
+            set_python_backward(o, copied.backward);
+        } catch (...) {
+            Py_DECREF(o);
+            throw;
+        }
+    }
     return o;
 }
 
@@ -476,6 +553,27 @@ PyObject* not_a_number(const char* ufunc, PyObject* a, PyObject* b) {
     return result;
 }
 
+// Note [Operators as the oracle writes them]
+// Each operator is micrograd's one-line reduction (a-b is a+(-b), a/b is a*b**-1, -a is a*-1,
+// other+self is self+other). For Values of exactly this type and numbers of exactly float, int
+// or bool, nothing in those reductions can run user code, and the slots build the nodes
+// directly. Any other operand (a float or int subclass, a numpy scalar, a Fraction, a
+// registered numbers.Real, a Value subclass) may override __neg__, __pow__, __add__ or
+// __mul__: then the slot evaluates the reduction itself with PyNumber_*, so the user's code
+// runs in the oracle's order and its result is used as the oracle uses it.
+bool is_exact_value(PyObject* o) { return Py_IS_TYPE(o, value_type); }
+bool is_plain_number(PyObject* o) {
+    return PyFloat_CheckExact(o) || PyLong_CheckExact(o) || PyBool_Check(o);
+}
+
+// op(x, y), or op(y, x) if y_first, giving up the reference to y (a null y: its error).
+PyObject* apply_taking(binaryfunc op, PyObject* x, PyObject* y, bool y_first = false) {
+    if (!y) return nullptr;
+    PyObject* result = y_first ? op(y, x) : op(x, y);
+    Py_DECREF(y);
+    return result;
+}
+
 PyObject* value_add(PyObject* a, PyObject* b) {
     double c;
     if (is_value(a)) {
@@ -484,7 +582,8 @@ PyObject* value_add(PyObject* a, PyObject* b) {
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(add_constant(node_of(a), c));
     }
-    if (!is_number(a)) return not_a_number("add", a, b);  // other + self is self + other
+    if (!is_number(a)) return not_a_number("add", a, b);
+    if (!is_exact_value(b)) return PyNumber_Add(b, a);  // other + self is self + other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(add_constant(node_of(b), c));
 }
@@ -497,12 +596,16 @@ PyObject* value_mul(PyObject* a, PyObject* b) {
         if (!to_double(b, &c)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), c));
     }
-    if (!is_number(a)) return not_a_number("multiply", a, b);  // other * self is self * other
+    if (!is_number(a)) return not_a_number("multiply", a, b);
+    if (!is_exact_value(b)) return PyNumber_Multiply(b, a);  // other * self is self * other
     if (!to_double(a, &c)) return nullptr;
     return to_python_owned(mul_constant(node_of(b), c));
 }
 
-PyObject* value_neg(PyObject* a) { return to_python_owned(mul_constant(node_of(a), -1.0)); }
+PyObject* value_neg(PyObject* a) {
+    if (!is_exact_value(a)) return PyNumber_Multiply(a, minus_one);  // -self is self * -1
+    return to_python_owned(mul_constant(node_of(a), -1.0));
+}
 
 // op(owned): the caller's reference to `owned` is given up whether op succeeds or throws.
 template <class Op>
@@ -526,45 +629,38 @@ PyObject* add_negated(Node* a, Node* b) {
 
 PyObject* value_sub(PyObject* a, PyObject* b) {
     double c;
-    if (is_value(a)) {
+    if (is_value(a)) {  // self - other is self + (-other)
+        if (!is_value(b) && !is_number(b)) return not_a_number("subtract", a, b);
+        if (!is_exact_value(a) || !(is_exact_value(b) || is_plain_number(b))) {
+            return apply_taking(PyNumber_Add, a, PyNumber_Negative(b));
+        }
         if (is_value(b)) return add_negated(node_of(a), node_of(b));
-        if (!is_number(b)) return not_a_number("subtract", a, b);
-        if (PyFloat_Check(b)) {
+        if (PyFloat_CheckExact(b)) {
             c = -PyFloat_AS_DOUBLE(b);
-        } else if (PyLong_Check(b)) {
+        } else {
             if (!to_double(b, &c)) return nullptr;
             c = 0.0 - c;  // float(-b): exact, and an int has no -0
-        } else {
-            PyObject* negated = PyNumber_Negative(b);
-            if (!negated) return nullptr;
-            bool ok = to_double(negated, &c);
-            Py_DECREF(negated);
-            if (!ok) return nullptr;
         }
         return to_python_owned(add_constant(node_of(a), c));
     }
     if (!is_number(a)) return not_a_number("subtract", a, b);  // other - self is (-self) + other
-    if (!to_double(a, &c)) return nullptr;
-    Node* sum = releasing(mul_constant(node_of(b), -1.0),
-                          [c](Node* negated) { return add_constant(negated, c); });
-    return to_python_owned(sum);
+    if (!is_exact_value(b)) return apply_taking(PyNumber_Add, a, PyNumber_Negative(b), true);
+    // -self first, as the oracle: a's __float__ then sees the graph as it is after it.
+    Node* negated = mul_constant(node_of(b), -1.0);
+    if (!to_double(a, &c)) {
+        release(negated);
+        return nullptr;
+    }
+    return to_python_owned(releasing(negated, [c](Node* n) { return add_constant(n, c); }));
 }
 
-// other ** -1 for a number, as Python computes it for that number's type.
+// other ** -1 for a float, an int or a bool, as Python computes it.
 bool reciprocal(PyObject* number, double* out) {
-    // A float or int subclass (numpy's float64 is one) has its own **: ask it.
-    if (PyFloat_CheckExact(number) || PyLong_CheckExact(number) || PyBool_Check(number)) {
-        double x;
-        if (!to_double(number, &x)) return false;
-        Status s = py_pow(x, -1.0, out);
-        if (s != Status::ok) set_error(s);
-        return s == Status::ok;
-    }
-    PyObject* inverse = PyNumber_Power(number, minus_one, Py_None);
-    if (!inverse) return false;
-    bool ok = to_double(inverse, out);
-    Py_DECREF(inverse);
-    return ok;
+    double x;
+    if (!to_double(number, &x)) return false;
+    Status s = py_pow(x, -1.0, out);
+    if (s != Status::ok) set_error(s);
+    return s == Status::ok;
 }
 
 Node* reciprocal_node(Node* a) {
@@ -579,20 +675,25 @@ Node* reciprocal_node(Node* a) {
 }
 
 PyObject* value_truediv(PyObject* a, PyObject* b) {
-    if (is_value(a)) {
-        if (is_value(b)) {  // a * b**-1
+    if (is_value(a)) {  // self / other is self * other**-1
+        if (!is_value(b) && !is_number(b)) return not_a_number("true_divide", a, b);
+        if (!is_exact_value(a) || !(is_exact_value(b) || is_plain_number(b))) {
+            return apply_taking(PyNumber_Multiply, a, PyNumber_Power(b, minus_one, Py_None));
+        }
+        if (is_value(b)) {
             Node* inverse = reciprocal_node(node_of(b));
             if (!inverse) return nullptr;
             Node* x = node_of(a);
             return to_python_owned(releasing(inverse, [x](Node* i) { return mul(x, i); }));
         }
-        if (!is_number(b)) return not_a_number("true_divide", a, b);
         double inverse;
         if (!reciprocal(b, &inverse)) return nullptr;
         return to_python_owned(mul_constant(node_of(a), inverse));
     }
-    if (!is_number(a))
-        return not_a_number("true_divide", a, b);  // other / self is self**-1 * other
+    if (!is_number(a)) return not_a_number("true_divide", a, b);
+    if (!is_exact_value(b)) {  // other / self is self**-1 * other
+        return apply_taking(PyNumber_Multiply, a, PyNumber_Power(b, minus_one, Py_None), true);
+    }
     Node* inverse = reciprocal_node(node_of(b));
     if (!inverse) return nullptr;
     double c;
@@ -629,10 +730,16 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulus) {
     PyObject* formatted = PyObject_Format(b, nullptr);
     PyObject* label = formatted ? PyUnicode_FromFormat("**%U", formatted) : nullptr;
     Py_XDECREF(formatted);
-    if (!label || store(out, str_op, label) < 0) {
-        Py_XDECREF(label);
+    if (!label) {
         Py_DECREF(out);
         return nullptr;
+    }
+    try {  // Note [No C++ exception crosses into CPython]: give both back first
+        set_field(out, &Custom::op, label);
+    } catch (...) {
+        Py_DECREF(label);
+        Py_DECREF(out);
+        throw;
     }
     Py_DECREF(label);
     return out;
@@ -784,12 +891,10 @@ PyObject* create_value_type() {
     if (!numbers) return nullptr;
     real_number_abc = PyObject_GetAttrString(numbers, "Real");
     Py_DECREF(numbers);
-    str_op = PyUnicode_InternFromString("_op");
-    str_backward = PyUnicode_InternFromString("_backward");
     str_label = PyUnicode_InternFromString("label");
     minus_one = PyLong_FromLong(-1);
     str_numpy = PyUnicode_InternFromString("numpy");
-    if (!real_number_abc || !str_op || !str_backward || !str_label || !minus_one || !str_numpy) {
+    if (!real_number_abc || !str_label || !minus_one || !str_numpy) {
         return nullptr;
     }
 

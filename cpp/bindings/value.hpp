@@ -43,7 +43,7 @@ namespace mg::python {
 
 struct ValueObject {
     PyObject_HEAD Node* node;
-    PyObject* dict;  // user attributes, label, _op and _backward overrides; created on demand
+    PyObject* dict;  // user attributes and label; created on demand (not _op, _backward)
 };
 
 extern PyTypeObject* value_type;

@@ -13,8 +13,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -250,6 +252,88 @@ void install_counting_hooks() {
     mg::hooks.retain_handle = count_retain;
     mg::hooks.release_handle = count_release;
     mg::hooks.run_python_backward = count_python_backward;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out of memory. These tests come first, so that the engine's reused scratch space is as a fresh
+// process has it (empty) and a traversal must allocate.
+
+bool failing_allocations = false;  // while set, operator new throws std::bad_alloc
+std::uint64_t allocations = 0;     // calls of operator new
+
+}  // namespace
+
+// The global allocation functions, replaced for this program so that tests can make them fail.
+void* operator new(std::size_t size) {
+    ++allocations;
+    if (failing_allocations) throw std::bad_alloc();
+    if (void* p = std::malloc(size ? size : 1)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return ::operator new(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+TEST(backward_out_of_memory_gives_the_scratch_space_back) {
+    Owned own;
+    Node* a = own(mg::new_leaf(2.0));
+    Node* small = own(mg::mul(a, a));
+    CHECK_STATUS(mg::backward(small), Status::ok);  // the scratch space now fits this graph
+    Node* chain = a;
+    for (int i = 0; i < 100; ++i) chain = own(mg::add(chain, a));
+    bool threw = false;
+    failing_allocations = true;
+    try {
+        mg::backward(chain);  // its traversal needs more scratch space
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    failing_allocations = false;
+    CHECK(threw);
+    allocations = 0;
+    const Status status = mg::backward(small);
+    const std::uint64_t made = allocations;  // before the checks, which allocate their messages
+    CHECK_STATUS(status, Status::ok);
+    CHECK_EQ(made, 0);         // it uses the shared space again rather than its own
+    CHECK_SAME(a->grad, 8.0);  // 4 from each pass over small, none from the failed one
+}
+
+TEST(teardown_needs_no_memory) {
+    HooksScope scope;
+    install_counting_hooks();
+    // Five relu nodes over leaves that have (stand-in) Python objects, under one custom node: when
+    // it goes, they die at once, and all but one wait on the stack of dying nodes.
+    int objects[5] = {};
+    Node* leaves[5];
+    Node* kids[5];
+    for (int i = 0; i < 5; ++i) {
+        leaves[i] = mg::new_leaf(i);
+        leaves[i]->handle = &objects[i];
+        kids[i] = mg::relu(leaves[i]);
+    }
+    Node* root = mg::new_leaf(0.0);
+    REQUIRE(mg::set_children(root, kids, 5, false));
+    for (Node* k : kids) mg::release(k);
+    bool threw = false;
+    failing_allocations = true;
+    try {
+        mg::release(root);
+    } catch (...) {
+        threw = true;
+    }
+    failing_allocations = false;
+    CHECK(!threw);
+    CHECK_EQ(hook_calls.release, 5);  // every relu freed gives its leaf's object back
+    mg::release(mg::relu(leaves[0]));
+    CHECK_EQ(hook_calls.release, 6);  // and teardown goes on working
+    for (Node* leaf : leaves) {
+        leaf->handle = nullptr;
+        mg::release(leaf);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
