@@ -207,7 +207,8 @@ def hostile_number(fdp, kind=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# programs: tuples of plain data (operands are ("n", index) for a node, ("c", x) for a constant)
+# programs: tuples of plain data (operands are ("n", index) for a node, ("c", x) for a constant,
+# ("h", spec) for a hostile number)
 
 BINARY = ["+", "-", "*", "/", "**"]
 UNARY = ["neg", "relu", "tanh", "exp", "log"]
