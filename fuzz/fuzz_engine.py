@@ -199,6 +199,13 @@ def action(fdp):
     return (fdp.PickValueInList(ACTIONS), node_ref(fdp), x, kids, fdp.PickValueInList(CHANGES))
 
 
+def finalizer_action(fdp):
+    """A finalizer's action: mostly one on Values of its own, so that the program stays
+    deterministic and both backends are compared in full (see fragile)."""
+    spec = action(fdp)
+    return spec if fdp.ConsumeIntInRange(0, 3) == 0 else ("private", *spec[1:])
+
+
 def hostile_number(fdp, kind=None):
     """(kind, value, action): a number whose __float__, __index__, __neg__ or __bool__ acts."""
     kind = kind or fdp.PickValueInList(HOSTILE_NUMBERS)
@@ -316,7 +323,8 @@ def decode(data):
         elif k == 20:
             kids = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
             trigger = fdp.PickValueInList(TRIGGERS)
-            steps.append(("hnode", number(fdp), kids, trigger, action(fdp)))
+            spec = finalizer_action(fdp) if trigger == "del" else action(fdp)
+            steps.append(("hnode", number(fdp), kids, trigger, spec))
         elif k == 21:
             neurons = []
             for _ in range(fdp.ConsumeIntInRange(0, 3)):
@@ -329,7 +337,7 @@ def decode(data):
             attribute = fdp.PickValueInList(["data", "grad", "label"])
             steps.append(("hset", node_ref(fdp), attribute, hostile_number(fdp)))
         else:
-            steps.append(("garbage", action(fdp)))
+            steps.append(("garbage", finalizer_action(fdp)))
     return leaves, steps
 
 
