@@ -5,7 +5,9 @@ The engine keeps process-wide state (a node free list, traversal scratch space, 
 that the GIL protects; these tests make threads switch every few microseconds, including in the
 middle of backward() (a user's `_backward` that sleeps releases the GIL) and of a graph's
 teardown (a Value's `__del__` that sleeps), so that any state one thread leaves half-updated is
-seen by another.
+seen by another. Callbacks that fight back do the same in the middle of an operation: a number's
+`__float__` or a child's `__hash__` that sleeps and re-initialises a node of its own graph, and
+finalizers of cyclic garbage that the collector runs inside other threads' engine calls.
 """
 
 import builtins
