@@ -232,7 +232,7 @@ RULES = [
     "write",  # writes a hostile number to its first child's grad
     "reassign",  # replaces its own _backward
     "reinit",  # re-initialises its own node with other children
-    "recurse",  # runs backward() from its own node: RecursionError
+    "recurse",  # runs backward() from its own node: RecursionError after 40 levels
     "not_callable",  # _backward is 5
 ]
 
@@ -584,6 +584,7 @@ def user_node(V, nodes, data, kids, op, rule):
     """Value(data, kids, op) with a Python _backward of the given kind."""
     out = V(data, kids, op)
     weights = [0.5 + i for i in range(len(kids))]
+    depth = [0]  # of the "recurse" rule's nested passes
 
     def chain():
         for w, k in zip(weights, kids, strict=True):
@@ -611,7 +612,15 @@ def user_node(V, nodes, data, kids, op, rule):
             out.__init__(out.data, kids[::-1], op)
             chain()
         elif rule == "recurse":
-            out.backward()
+            # Stops itself: the depth where Python's recursion limit strikes differs by a level
+            # between the engines, and nodes a nested pass reaches first gain a grad per level.
+            if depth[0] >= 40:
+                raise RecursionError("_backward recursed 40 times")
+            depth[0] += 1
+            try:
+                out.backward()
+            finally:
+                depth[0] -= 1
 
     out._backward = 5 if rule == "not_callable" else _backward
     return out
