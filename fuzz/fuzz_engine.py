@@ -580,11 +580,26 @@ def fragile(steps):
     )
 
 
+NESTED = [0]  # backward passes that rules have started inside other passes, now running
+
+
+def nested_backward(v):
+    """v.backward() from a rule, stopping itself 40 passes deep: the depth where Python's
+    recursion limit strikes differs by a level between the engines, and nodes a nested pass
+    reaches first gain a grad per level."""
+    if NESTED[0] >= 40:
+        raise RecursionError("_backward recursed 40 times")
+    NESTED[0] += 1
+    try:
+        v.backward()
+    finally:
+        NESTED[0] -= 1
+
+
 def user_node(V, nodes, data, kids, op, rule):
     """Value(data, kids, op) with a Python _backward of the given kind."""
     out = V(data, kids, op)
     weights = [0.5 + i for i in range(len(kids))]
-    depth = [0]  # of the "recurse" rule's nested passes
 
     def chain():
         for w, k in zip(weights, kids, strict=True):
@@ -599,10 +614,10 @@ def user_node(V, nodes, data, kids, op, rule):
             chain()
             raise ValueError("_backward")
         elif rule == "nested" and kids:
-            kids[0].backward()
+            nested_backward(kids[0])
         elif rule == "rebuild" and kids:
             t = (kids[0] * 2.0 + out.data).tanh()  # not over out: no recursion
-            t.backward()
+            nested_backward(t)
             chain()
         elif rule == "write" and kids:
             kids[0].grad = data
@@ -612,15 +627,7 @@ def user_node(V, nodes, data, kids, op, rule):
             out.__init__(out.data, kids[::-1], op)
             chain()
         elif rule == "recurse":
-            # Stops itself: the depth where Python's recursion limit strikes differs by a level
-            # between the engines, and nodes a nested pass reaches first gain a grad per level.
-            if depth[0] >= 40:
-                raise RecursionError("_backward recursed 40 times")
-            depth[0] += 1
-            try:
-                out.backward()
-            finally:
-                depth[0] -= 1
+            nested_backward(out)
 
     out._backward = 5 if rule == "not_callable" else _backward
     return out
