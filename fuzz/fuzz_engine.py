@@ -4,9 +4,14 @@ Each input decodes to a small program: leaves, operators between nodes and hosti
 (nan, inf, -0.0, subnormals, huge ints, bools, numpy scalars, Fractions, strings, None, objects
 whose __float__ raises, ...), user-made nodes whose Python `_backward` raises, recurses, rebuilds
 its own node or backpropagates another graph, attribute writes and deletions, re-initialisation,
-fused sum/dot/neuron, optimizer steps, graph replay (compile), copies, and backward passes. The
-program runs on both backends; every step must end the same way (the same exception type, or
-success), and in the end every node must have the same op, data, grad and children, bit for bit.
+fused sum/dot/neuron, optimizer steps, graph replay (compile), copies, and backward passes; and
+callbacks that fight back (see "hostile callbacks" below): Value subclasses whose __hash__,
+__eq__ or __del__ re-initialise or drop nodes, numbers whose __float__, __index__, __neg__ or
+__bool__ change graphs, optimizer buffers, parameter lists or a layer's neurons, neurons whose
+w, b and nonlin are such properties, and cyclic garbage with finalizers under
+gc.set_threshold(1). The program runs on both backends; every step must end the same way (the
+same exception type, or success), and in the end every node must have the same op, data, grad
+and children, bit for bit.
 A crash is a finding too.
 
     python fuzz/fuzz_engine.py -max_total_time=60 [corpus dir]   # see scripts/fuzz.sh
@@ -19,16 +24,18 @@ Coverage guidance comes from the oracle's Python code, whose branches mirror the
 
 import builtins
 import copy
+import gc
 import math
 import numbers
 import sys
+import weakref
 from fractions import Fraction
 
 import atheris
 import micrograd_cpp.pure.engine as pure
 import micrograd_cpp.pure.nn as pure_nn
 import numpy as np
-from micrograd_cpp import _core, optim, program
+from micrograd_cpp import _core, ops, optim, program
 
 np.seterr(all="ignore")  # numpy scalars overflow and divide by zero on purpose
 BACKENDS = (_core.Value, pure.Value)
@@ -165,7 +172,50 @@ def number(fdp, wrong_types=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# programs: tuples of plain data (operands are ("n", index) for a node, ("c", x) for a constant)
+# hostile callbacks: Python code the engine calls (a __hash__, a __float__, a property, a
+# finalizer) that changes what the engine is working on. Each carries an action, decoded as
+# (name, node, number, children, change) and run on the program's own state (see act below).
+
+ACTIONS = [
+    "reinit",  # re-initialises a node with other children (and so may free its old ones)
+    "data",  # writes a node's data
+    "grad",  # writes a node's grad
+    "drop",  # drops a node from the program's list (its last reference, maybe)
+    "backward",  # backpropagates from a node
+    "params",  # changes the parameter list of the optimizer stepping now
+    "buffer",  # changes its first buffer (SGD's buf, AdamW's m)
+    "neurons",  # changes the list of neurons a layer is reading
+    "private",  # builds, backpropagates and re-initialises Values of its own
+]
+CHANGES = ["clear", "pop", "append"]
+TRIGGERS = ["hash", "eq", "del"]  # which of a hostile Value's methods acts
+NEURON_ATTRIBUTES = ["w", "b", "nonlin"]  # which property of a hostile neuron acts
+HOSTILE_NUMBERS = ["float", "real", "int", "neg", "bool"]
+
+
+def action(fdp):
+    kids = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+    x = fdp.PickValueInList(SPECIAL[:20])
+    return (fdp.PickValueInList(ACTIONS), node_ref(fdp), x, kids, fdp.PickValueInList(CHANGES))
+
+
+def finalizer_action(fdp):
+    """A finalizer's action: mostly one on Values of its own, so that the program stays
+    deterministic and both backends are compared in full (see fragile)."""
+    spec = action(fdp)
+    return spec if fdp.ConsumeIntInRange(0, 3) == 0 else ("private", *spec[1:])
+
+
+def hostile_number(fdp, kind=None):
+    """(kind, value, action): a number whose __float__, __index__, __neg__ or __bool__ acts."""
+    kind = kind or fdp.PickValueInList(HOSTILE_NUMBERS)
+    x = fdp.ConsumeIntInRange(-8, 8) if kind == "int" else fdp.ConsumeFloatInRange(-4.0, 4.0)
+    return (kind, x, action(fdp))
+
+
+# ---------------------------------------------------------------------------------------------
+# programs: tuples of plain data (operands are ("n", index) for a node, ("c", x) for a constant,
+# ("h", spec) for a hostile number)
 
 BINARY = ["+", "-", "*", "/", "**"]
 UNARY = ["neg", "relu", "tanh", "exp", "log"]
@@ -182,7 +232,7 @@ RULES = [
     "write",  # writes a hostile number to its first child's grad
     "reassign",  # replaces its own _backward
     "reinit",  # re-initialises its own node with other children
-    "recurse",  # runs backward() from its own node: RecursionError
+    "recurse",  # runs backward() from its own node: RecursionError after 40 levels
     "not_callable",  # _backward is 5
 ]
 
@@ -191,8 +241,11 @@ REPLAY = ["forward", "backward", "zero_grad"]
 
 
 def operand(fdp):
-    if fdp.ConsumeIntInRange(0, 2):
+    k = fdp.ConsumeIntInRange(0, 7)
+    if k <= 4:
         return ("n", fdp.ConsumeIntInRange(-4, 255))
+    if k == 7:
+        return ("h", hostile_number(fdp))
     return ("c", number(fdp))
 
 
@@ -212,7 +265,7 @@ def decode(data):
     leaves = [number(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
     steps = []
     while fdp.remaining_bytes() and len(steps) < 48:
-        k = fdp.ConsumeIntInRange(0, 19)
+        k = fdp.ConsumeIntInRange(0, 23)
         if k <= 4:
             steps.append(("bin", fdp.PickValueInList(BINARY), *operands(fdp)))
         elif k <= 6:
@@ -244,7 +297,12 @@ def decode(data):
         elif k == 14:
             params = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
             settings = [number(fdp, wrong_types=False) for _ in range(3)]
-            steps.append(("optim", fdp.PickValueInList(["sgd", "adamw"]), params, settings))
+            # a buffer entry (an object with a __float__ that acts) put in before the first step
+            entry = (
+                (fdp.ConsumeIntInRange(0, 1), hostile_number(fdp)) if fdp.ConsumeBool() else None
+            )
+            name = fdp.PickValueInList(["sgd", "adamw"])
+            steps.append(("optim", name, params, settings, entry))
         elif k == 15:
             steps.append(("copy", node_ref(fdp), fdp.ConsumeBool()))
         elif k == 16:
@@ -253,14 +311,33 @@ def decode(data):
             n = fdp.ConsumeIntInRange(0, 4)
             w = [operand(fdp) for _ in range(n)]
             x = [operand(fdp) for _ in range(n + fdp.ConsumeIntInRange(-1, 1))]
-            nonlin = fdp.PickValueInList([True, False, 0, 1])
+            nonlin = fdp.PickValueInList([True, False, 0, 1, None])
+            nonlin = ("h", hostile_number(fdp, "bool")) if nonlin is None else ("c", nonlin)
             steps.append(("neuron", w, operand(fdp), x, nonlin, fdp.ConsumeBool()))
         elif k == 18:
             calls = [fdp.PickValueInList(REPLAY) for _ in range(fdp.ConsumeIntInRange(0, 6))]
             writes = [(node_ref(fdp), number(fdp)) for _ in range(fdp.ConsumeIntInRange(0, 2))]
             steps.append(("compile", node_ref(fdp), calls, writes))
-        else:
+        elif k == 19:
             steps.append(("drop", node_ref(fdp)))
+        elif k == 20:
+            kids = [node_ref(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            trigger = fdp.PickValueInList(TRIGGERS)
+            spec = finalizer_action(fdp) if trigger == "del" else action(fdp)
+            steps.append(("hnode", number(fdp), kids, trigger, spec))
+        elif k == 21:
+            neurons = []
+            for _ in range(fdp.ConsumeIntInRange(0, 3)):
+                w = [operand(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+                attribute = fdp.PickValueInList(NEURON_ATTRIBUTES)
+                neurons.append((w, operand(fdp), attribute, action(fdp)))
+            x = [operand(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            steps.append(("layer", neurons, x))
+        elif k == 22:
+            attribute = fdp.PickValueInList(["data", "grad", "label"])
+            steps.append(("hset", node_ref(fdp), attribute, hostile_number(fdp)))
+        else:
+            steps.append(("garbage", finalizer_action(fdp)))
     return leaves, steps
 
 
@@ -269,8 +346,254 @@ def decode(data):
 
 # Differences reported and not fixed yet, each a strict xfail in tests/test_fuzz_regressions.py:
 # the fuzzer steers clear of them, to find others. Remove an entry with its test's marker.
-KNOWN: set[str] = set()
+KNOWN: set[str] = {
+    # Being fixed: v - x calls no x.__neg__ on C++ (micrograd's v + (-x) does), and x - v converts
+    # x before it reads v: a hostile number on either side of "-" sees a different order.
+    "subtraction_order",
+    # Being fixed: a replayed backward that fails in a tanh rule (t**2 overflows for a tanh whose
+    # data was written past 1e154) leaves grads that a rebuilt graph's backward does not.
+    "replay_tanh_overflow",
+}
 SKIPPED = object()
+
+
+class Context:
+    """A running program's state that hostile callbacks reach: held weakly by them, so that no
+    callback keeps a program alive, and one that runs after its program has ended does nothing."""
+
+    def __init__(self, V, nodes):
+        self.V, self.nodes, self.opt, self.neurons = V, nodes, None, []
+
+
+def act(ctx_ref, spec):
+    """Run a hostile callback's action on its program's state."""
+    ctx = ctx_ref()
+    if ctx is None:
+        return
+    name, i, x, kids, change = spec
+    nodes = ctx.nodes
+    if name == "private":
+        a = ctx.V(x)
+        b = (a * 2.0 + 1.0).tanh()
+        b.backward()
+        a.__init__(1.5, [])
+        b.__init__(0.5, [a])
+        return
+    if name in ("params", "buffer", "neurons"):
+        if name == "neurons":  # a layer reads the list as it grows: at most 8, so that it ends
+            target, extra = ctx.neurons, ctx.neurons[-1:] if len(ctx.neurons) < 8 else []
+        elif ctx.opt is None:
+            return
+        elif name == "params":
+            target, extra = ctx.opt.params, nodes[-1:]
+        else:
+            target, extra = ctx.opt.m if hasattr(ctx.opt, "m") else ctx.opt.buf, [0.0]
+        if change == "clear":
+            target.clear()
+        elif change == "pop":
+            target.pop()
+        else:
+            target.extend(extra)
+        return
+    if not nodes:
+        return
+    node = nodes[i % len(nodes)]
+    if name == "reinit":
+        node.__init__(x, [nodes[k % len(nodes)] for k in kids])
+    elif name == "data":
+        node.data = x
+    elif name == "grad":
+        node.grad = x
+    elif name == "drop":
+        del nodes[i % len(nodes)]
+    else:
+        node.backward()
+
+
+class Hostile:
+    """What hostile numbers share: the action, and a repr for printed programs."""
+
+    def arm(self, ctx_ref, spec):
+        self.ctx_ref, self.spec = ctx_ref, spec
+        return self
+
+    def act(self):
+        act(self.ctx_ref, self.spec)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.spec})"
+
+
+class HostileFloat(Hostile, float):
+    """A float whose __float__ acts (float() calls it; PyFloat_AsDouble reads the value)."""
+
+    def __float__(self):
+        self.act()
+        return float.__float__(self)
+
+
+class HostileReal(Hostile):
+    """Not a float: a numbers.Real (registered) whose __float__ acts."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def __float__(self):
+        self.act()
+        return self.x
+
+
+numbers.Real.register(HostileReal)
+
+
+class HostileInt(Hostile, int):
+    """An int whose __float__ and __index__ act."""
+
+    def __float__(self):
+        self.act()
+        return float(int(self))
+
+    def __index__(self):
+        self.act()
+        return int(self)
+
+
+class HostileNeg(Hostile, float):
+    """A float whose __neg__ acts (micrograd's v - x is v + (-x))."""
+
+    def __neg__(self):
+        self.act()
+        return -float(self)
+
+
+class HostileBool(Hostile):
+    """Not a number: a truth value (a label, a neuron's nonlin) whose __bool__ acts."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def __bool__(self):
+        self.act()
+        return bool(self.x)
+
+
+HOSTILE_CLASSES = {
+    "float": HostileFloat,
+    "real": HostileReal,
+    "int": HostileInt,
+    "neg": HostileNeg,
+    "bool": HostileBool,
+}
+
+
+def hostile(ctx_ref, spec):
+    kind, x, action_spec = spec
+    return HOSTILE_CLASSES[kind](x).arm(ctx_ref, action_spec)
+
+
+def hostile_value_class(V):
+    """A subclass of V whose __hash__, __eq__ or __del__ acts. Every instance hashes to 1, so
+    that a set of them (micrograd's _prev) compares them with __eq__ too."""
+
+    class HostileValue(V):
+        def __hash__(self):
+            if getattr(self, "trigger", None) == "hash":  # set once made
+                act(self.ctx_ref, self.spec)
+            return 1
+
+        def __eq__(self, other):
+            if getattr(self, "trigger", None) == "eq":
+                act(self.ctx_ref, self.spec)
+            return self is other
+
+        def __del__(self):
+            if getattr(self, "trigger", None) == "del":
+                try:
+                    act(self.ctx_ref, self.spec)
+                except Exception:  # Python would only print it
+                    pass
+
+    return HostileValue
+
+
+HOSTILE_VALUES = {V: hostile_value_class(V) for V in BACKENDS}
+
+
+class HostileNeuron:
+    """micrograd's Neuron as ops.layer reads it (w, b, nonlin), one of them a property that acts."""
+
+    def __init__(self, w, b, nonlin, attribute, ctx_ref, spec):
+        self._w, self._b, self._nonlin = w, b, nonlin
+        self.attribute, self.ctx_ref, self.spec = attribute, ctx_ref, spec
+
+    def _get(self, name):
+        if name == self.attribute:
+            act(self.ctx_ref, self.spec)
+        return getattr(self, "_" + name)
+
+    w = property(lambda self: self._get("w"))
+    b = property(lambda self: self._get("b"))
+    nonlin = property(lambda self: self._get("nonlin"))
+
+
+class Garbage:
+    """Cyclic garbage whose finalizer acts whenever the collector finds it."""
+
+    def __init__(self, ctx_ref, spec):
+        self.me, self.ctx_ref, self.spec = self, ctx_ref, spec
+
+    def __del__(self):
+        try:
+            act(self.ctx_ref, self.spec)
+        except Exception:  # Python would only print it
+            pass
+
+
+def convert_entries(opt):
+    """What the C++ step does first (cpp/bindings/optim.cpp): convert each buffer entry that is
+    not a float, as PyFloat_AsDouble does, and refuse the step if that changed a buffer's length.
+    The harness does it for the Python step, which would multiply the entry instead."""
+    for name in ("m", "v") if hasattr(opt, "m") else ("buf",):
+        entries = getattr(opt, name)
+        count = len(entries)
+        for i in range(count):
+            x = entries[i]
+            if type(x) is float:
+                continue
+            if isinstance(x, float):  # a float subclass: its value, no call
+                entries[i] = float.__float__(x)
+                continue
+            y = float(x)  # raises TypeError as PyFloat_AsDouble would
+            if len(entries) != count:
+                raise ValueError("optimizer state must be a list with one float per parameter")
+            entries[i] = y
+
+
+def fragile(steps):
+    """Whether a finalizer in this program changes its state: when it runs depends on the
+    collector (the oracle's closures make each node with children part of a cycle, C++ frees
+    nodes when their count drops), so the two backends' results need not agree."""
+    return any(
+        (s[0] == "hnode" and s[3] == "del" and s[4][0] != "private")
+        or (s[0] == "garbage" and s[1][0] != "private")
+        for s in steps
+    )
+
+
+NESTED = [0]  # backward passes that rules have started inside other passes, now running
+
+
+def nested_backward(v):
+    """v.backward() from a rule, stopping itself 40 passes deep: the depth where Python's
+    recursion limit strikes differs by a level between the engines, and nodes a nested pass
+    reaches first gain a grad per level."""
+    if NESTED[0] >= 40:
+        raise RecursionError("_backward recursed 40 times")
+    NESTED[0] += 1
+    try:
+        v.backward()
+    finally:
+        NESTED[0] -= 1
 
 
 def user_node(V, nodes, data, kids, op, rule):
@@ -291,10 +614,10 @@ def user_node(V, nodes, data, kids, op, rule):
             chain()
             raise ValueError("_backward")
         elif rule == "nested" and kids:
-            kids[0].backward()
+            nested_backward(kids[0])
         elif rule == "rebuild" and kids:
             t = (kids[0] * 2.0 + out.data).tanh()  # not over out: no recursion
-            t.backward()
+            nested_backward(t)
             chain()
         elif rule == "write" and kids:
             kids[0].grad = data
@@ -304,7 +627,7 @@ def user_node(V, nodes, data, kids, op, rule):
             out.__init__(out.data, kids[::-1], op)
             chain()
         elif rule == "recurse":
-            out.backward()
+            nested_backward(out)
 
     out._backward = 5 if rule == "not_callable" else _backward
     return out
@@ -316,11 +639,15 @@ def execute(V, leaves, steps):
     outcomes = []
     reads = []
     vsum, vdot = (_core.sum, _core.dot) if V is _core.Value else (builtins.sum, None)
+    ctx = Context(V, nodes)
+    ctx_ref = weakref.ref(ctx)
 
     def node(i):
         return nodes[i % len(nodes)]
 
     def value(o):
+        if o[0] == "h":
+            return hostile(ctx_ref, o[1])
         return node(o[1]) if o[0] == "n" else o[1]
 
     def run(step):
@@ -330,8 +657,10 @@ def execute(V, leaves, steps):
         if not nodes:
             return None
         if kind == "bin":
-            x, y = value(step[2]), value(step[3])
             op = step[1]
+            if op == "-" and "subtraction_order" in KNOWN and "h" in (step[2][0], step[3][0]):
+                return SKIPPED
+            x, y = value(step[2]), value(step[3])
             if op == "+":
                 return x + y
             if op == "-":
@@ -375,6 +704,7 @@ def execute(V, leaves, steps):
         elif kind == "neuron":
             _, w, b, x, nonlin, generator = step
             w, b, x = [value(o) for o in w], value(b), [value(o) for o in x]
+            nonlin = value(nonlin)
             if generator:  # a one-shot iterator instead of a list
                 x = iter(x)
             if V is _core.Value:
@@ -388,38 +718,77 @@ def execute(V, leaves, steps):
             prog = program.compile(node(i))
             for j, x in writes:
                 node(j).data = x
+            if (
+                "replay_tanh_overflow" in KNOWN
+                and "backward" in calls
+                and any(
+                    v._op == "tanh" and 1e154 < abs(v.data) < math.inf for v in order(V, node(i))
+                )
+            ):
+                return SKIPPED
             for call in calls:
                 getattr(prog, call)()
             return len(prog)
         elif kind == "optim":
-            _, name, params, (lr, x, y) = step
+            _, name, params, (lr, x, y), entry = step
             params = [node(i) for i in params]
             if name == "sgd":
                 opt = optim.SGD(params, lr=lr, momentum=x, weight_decay=y)
             else:
                 opt = optim.AdamW(params, lr=lr, betas=(0.9, x), weight_decay=y)
-            opt.step()
-            opt.step()
+            ctx.opt = opt
+            if entry is not None:
+                buffers = ("m", "v") if name == "adamw" else ("buf", "buf")
+                getattr(opt, buffers[entry[0]])[0] = hostile(ctx_ref, entry[1])
+            try:
+                for _ in range(2):
+                    if entry is not None and opt._core_step is None:
+                        convert_entries(opt)
+                    opt.step()
+            finally:
+                ctx.opt = None
         elif kind == "copy":
             _, i, deep = step
             return copy.deepcopy(node(i)) if deep else copy.copy(node(i))
         elif kind == "read":
             x = node(step[1])
-            index = {id(n): j for j, n in enumerate(nodes)}
+            # keyed by id: the list copy keeps those ids from being reused by new objects when a
+            # hostile __hash__ or __eq__ drops nodes from the program while _prev is read
+            listed = list(nodes)
+            index = {id(n): j for j, n in enumerate(listed)}
             kids = [index.get(id(k), -1) for k in x._children]
             prev = sorted(index.get(id(k), -1) for k in x._prev)
             topo = [index.get(id(k), -1) for k in order(V, x)]
             reads.append((kids, prev, topo, show(x._op), repr(x), show(x.label)))
         elif kind == "drop":
             del nodes[step[1] % len(nodes)]
+        elif kind == "hnode":
+            _, data, kids, trigger, spec = step
+            out = HOSTILE_VALUES[V](data, [node(i) for i in kids])
+            out.trigger, out.ctx_ref, out.spec = trigger, ctx_ref, spec
+            return out
+        elif kind == "hset":
+            _, i, name, spec = step
+            setattr(node(i), name, hostile(ctx_ref, spec))
+        elif kind == "layer":
+            _, specs, x = step
+            ctx.neurons = [
+                HostileNeuron([value(o) for o in w], value(b), len(w) % 2 == 0, name, ctx_ref, a)
+                for w, b, name, a in specs
+            ]
+            outs = ops.layer(ctx.neurons, [value(o) for o in x])
+            nodes.extend(y for y in outs if isinstance(y, V))
+        elif kind == "garbage":
+            Garbage(ctx_ref, step[1])
+            gc.set_threshold(1)
         return None
 
-    for step in [("leaf", x) for x in leaves] + steps:
+    def run_step(step):
         try:
             out = run(step)
         except Exception as e:
             outcomes.append(type(e).__name__)
-            continue
+            return
         if out is SKIPPED:
             outcomes.append("skipped")
         elif isinstance(out, V):
@@ -427,6 +796,14 @@ def execute(V, leaves, steps):
             outcomes.append("ok")
         else:  # None, or the number that sum() or dot() of numbers alone gives
             outcomes.append("ok" if out is None else f"ok {bits(out)}")
+
+    threshold = gc.get_threshold()
+    try:
+        for step in [("leaf", x) for x in leaves] + steps:
+            run_step(step)
+    finally:
+        gc.set_threshold(*threshold)
+        ctx.neurons = []
     return nodes, outcomes, reads
 
 
@@ -467,12 +844,31 @@ def describe(nodes):
 # the target
 
 
+def check_intact(V, nodes):
+    """What holds whatever a finalizer did: every node reads, and sorts with its children first."""
+    for n in nodes:
+        describe([n])
+        repr(n)
+        seen = set()
+        for v in order(V, n):
+            assert all(id(k) in seen for k in v._children), "a child after its parent"
+            assert id(v) not in seen, "a node twice in a topological order"
+            seen.add(id(v))
+        assert id(n) in seen
+
+
 def compare(leaves, steps):
     """Run a program on both backends and raise AssertionError where they disagree."""
     sys.setrecursionlimit(300)  # a recursing _backward fails fast, the same way on both
     (cpp, cpp_out, cpp_reads), (ref, ref_out, ref_reads) = (
         execute(V, leaves, steps) for V in BACKENDS
     )
+    if fragile(steps):
+        # A finalizer changed the program's state at a time the collector chose, differently on
+        # each backend: only that neither crashed and both graphs are intact is deterministic.
+        for V, nodes in zip(BACKENDS, (cpp, ref), strict=True):
+            check_intact(V, nodes)
+        return
     labels = [("leaf", x) for x in leaves] + steps
     for i, (c, r) in enumerate(zip(cpp_out, ref_out, strict=True)):
         assert c == r, f"step {i} {labels[i]!r}: C++ {c}, oracle {r}"

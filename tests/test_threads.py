@@ -5,11 +5,15 @@ The engine keeps process-wide state (a node free list, traversal scratch space, 
 that the GIL protects; these tests make threads switch every few microseconds, including in the
 middle of backward() (a user's `_backward` that sleeps releases the GIL) and of a graph's
 teardown (a Value's `__del__` that sleeps), so that any state one thread leaves half-updated is
-seen by another.
+seen by another. Callbacks that fight back do the same in the middle of an operation: a number's
+`__float__` or a child's `__hash__` that sleeps and re-initialises a node of its own graph, and
+finalizers of cyclic garbage that the collector runs inside other threads' engine calls.
 """
 
 import builtins
+import gc
 import math
+import numbers
 import random
 import sys
 import threading
@@ -50,7 +54,58 @@ def custom(V, a, b, sleep):
     return out
 
 
-def program(V, seed, sleep=False, n_steps=300):
+class Reinitialising:
+    """A number (a registered numbers.Real) whose __float__ releases the GIL and then
+    re-initialises a node of its own thread's graph: the engine converts it in the middle of an
+    operation, while other threads run."""
+
+    def __init__(self, x, victim, data, children):
+        self.x, self.victim, self.data, self.children = x, victim, data, children
+
+    def __float__(self):
+        time.sleep(0)
+        self.victim.__init__(self.data, self.children)
+        return self.x
+
+
+numbers.Real.register(Reinitialising)
+
+
+def hashing_class(V):
+    """A subclass of V whose __hash__ releases the GIL and re-initialises the node whose _prev
+    (a set) is being built from it."""
+
+    class Hashing(V):
+        def __hash__(self):
+            time.sleep(0)
+            parent = self.parent
+            if parent is not None:
+                self.parent = None  # once: the parent's new children hash normally
+                V.__init__(parent, parent.data * 0.5, parent._children[:1])
+            return 1
+
+    return Hashing
+
+
+HASHING = {V: hashing_class(V) for V in (_core.Value, PureValue)}
+
+
+def hostile(V, rng, nodes, a):
+    """A step of callbacks that fight back, on this thread's own nodes: a + a number whose
+    __float__ re-initialises an earlier node, or a node whose children's __hash__ re-initialise
+    it while its _prev is read."""
+    if rng.random() < 0.5:
+        victim = rng.choice(nodes)
+        kids = [rng.choice(nodes[:4])] if rng.random() < 0.5 else []
+        return a + Reinitialising(rng.uniform(-1, 1), victim, rng.uniform(-2, 2), kids)
+    kids = [HASHING[V](rng.uniform(-2, 2)) for _ in range(3)]
+    out = V(a.data, [a, *kids], "hashed")
+    for kid in kids:
+        kid.parent = out
+    return V(math.fsum(k.data for k in out._prev), [out], "prev")  # a set: in any order
+
+
+def program(V, seed, sleep=False, n_steps=300, hostile_steps=False):
     """A seeded random graph on backend V, backpropagated: every node's (op, data, grad), and the
     outcome of each step (an exception's type name for a step that raised)."""
     rng = random.Random(seed)
@@ -60,7 +115,7 @@ def program(V, seed, sleep=False, n_steps=300):
     for _ in range(n_steps):
         a, b = nodes[-rng.randint(1, 4)], rng.choice(nodes)
         c = rng.uniform(-3, 3)
-        k = rng.randrange(14)
+        k = rng.randrange(16 if hostile_steps else 14)
         try:
             if k == 0:
                 out = a + b
@@ -88,8 +143,10 @@ def program(V, seed, sleep=False, n_steps=300):
                 out = vsum(rng.sample(nodes, min(len(nodes), 5)), c)
             elif k == 12:
                 out = vdot(nodes[-6:], nodes[:6])
-            else:
+            elif k == 13:
                 out = (a + b).relu() * 0.5 + 0.25
+            else:
+                out = hostile(V, rng, nodes, a)
         except (ArithmeticError, ValueError) as e:
             outcomes.append(type(e).__name__)
             continue
@@ -135,12 +192,12 @@ def run_in_threads(jobs):
     return results
 
 
-def many(V, seeds, sleep=False):
-    return lambda: [program(V, seed, sleep) for seed in seeds]
+def many(V, seeds, sleep=False, hostile_steps=False):
+    return lambda: [program(V, seed, sleep, hostile_steps=hostile_steps) for seed in seeds]
 
 
-def expected(seeds):
-    return [program(PureValue, seed) for seed in seeds]
+def expected(seeds, hostile_steps=False):
+    return [program(PureValue, seed, hostile_steps=hostile_steps) for seed in seeds]
 
 
 def test_the_programs_exercise_the_engine():
@@ -238,3 +295,68 @@ def test_graphs_freed_in_several_threads_are_all_freed(sleep_in_del):
     run_in_threads([job(seed) for seed in range(THREADS)])
     assert len(refs) == THREADS * 30 * 20
     assert [r for r in refs if r() is not None] == []
+
+
+def test_the_hostile_programs_exercise_their_callbacks():
+    outcomes, nodes = program(_core.Value, 0, hostile_steps=True)
+    assert len(nodes) > 250 and outcomes[-1] == "ok"
+    assert "prev" in {op for op, _, _ in nodes}
+
+
+def test_callbacks_that_release_the_gil_and_change_their_graph():
+    """Each thread's numbers re-initialise its nodes from __float__, and its nodes' __hash__
+    re-initialises their parent while _prev is read, sleeping first: the engine is in the middle
+    of an operation when another thread runs."""
+    seeds = [[11000 + 1000 * t + i for i in range(6)] for t in range(THREADS)]
+    results = run_in_threads([many(_core.Value, s, hostile_steps=True) for s in seeds])
+    for s, result in zip(seeds, results, strict=True):
+        assert result == expected(s, hostile_steps=True)
+
+
+class Finalized:
+    """Cyclic garbage whose finalizer builds, backpropagates and re-initialises a graph of its
+    own and releases the GIL: under gc.set_threshold(1) it runs inside whatever engine call of
+    whichever thread allocates next."""
+
+    def __init__(self, V, x, grads):
+        self.me, self.V, self.x, self.grads = self, V, x, grads
+
+    def __del__(self):
+        a = self.V(self.x)
+        y = (a * a + 1.0).tanh() * a
+        time.sleep(0)
+        y.backward()
+        a.__init__(0.0, [])
+        self.grads.append((self.x, a.grad, y.data))
+
+
+def test_finalizers_of_cyclic_garbage_in_the_middle_of_other_threads():
+    """Finalizers of cyclic garbage run in every thread's engine calls (the collector runs on
+    almost every allocation): the threads' graphs, and the finalizers' own, are those of an
+    undisturbed single-threaded run on the oracle."""
+    seeds = [[13000 + 1000 * t + i for i in range(4)] for t in range(THREADS - 1)]
+    grads = []
+
+    def garbage():
+        for i in range(2000):
+            Finalized(_core.Value, i / 1000 - 1.0, grads)
+            if i % 50 == 0:
+                time.sleep(0)
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        results = run_in_threads(
+            [many(_core.Value, s, hostile_steps=True) for s in seeds] + [garbage]
+        )
+        gc.collect()
+    finally:
+        gc.set_threshold(*threshold)
+    for s, result in zip(seeds, results[:-1], strict=True):
+        assert result == expected(s, hostile_steps=True)
+    assert len(grads) == 2000
+    for x, grad, data in grads:
+        a = PureValue(x)
+        y = (a * a + 1.0).tanh() * a
+        y.backward()
+        assert (grad, data) == (0.0, y.data)  # re-initialised: grad 0.0, as a fresh leaf
