@@ -346,14 +346,7 @@ def decode(data):
 
 # Differences reported and not fixed yet, each a strict xfail in tests/test_fuzz_regressions.py:
 # the fuzzer steers clear of them, to find others. Remove an entry with its test's marker.
-KNOWN: set[str] = {
-    # Being fixed: v - x calls no x.__neg__ on C++ (micrograd's v + (-x) does), and x - v converts
-    # x before it reads v: a hostile number on either side of "-" sees a different order.
-    "subtraction_order",
-    # Being fixed: a replayed backward that fails in a tanh rule (t**2 overflows for a tanh whose
-    # data was written past 1e154) leaves grads that a rebuilt graph's backward does not.
-    "replay_tanh_overflow",
-}
+KNOWN: set[str] = set()
 SKIPPED = object()
 
 

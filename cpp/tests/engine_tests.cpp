@@ -264,6 +264,12 @@ std::uint64_t allocations = 0;     // calls of operator new
 }  // namespace
 
 // The global allocation functions, replaced for this program so that tests can make them fail.
+// GCC, inlining them into the standard containers, takes the replaced new and delete for a
+// mismatched malloc/free pair; they are the matching pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void* operator new(std::size_t size) {
     ++allocations;
     if (failing_allocations) throw std::bad_alloc();
@@ -275,6 +281,9 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace {
 
