@@ -5,6 +5,7 @@ import os
 import warnings
 
 import pytest
+from helpers import MODULES
 from hypothesis import settings
 
 settings.register_profile("ci", max_examples=40, deadline=None)
@@ -14,7 +15,6 @@ settings.register_profile("sanitize", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKENDS = ("cpp", "pure")
-MODULES = {"cpp": "micrograd_cpp._core", "pure": "micrograd_cpp.pure.engine"}
 
 
 def load_value(name):

@@ -9,6 +9,9 @@ import textwrap
 
 import pytest
 
+# Each backend's engine module, by name.
+MODULES = {"cpp": "micrograd_cpp._core", "pure": "micrograd_cpp.pure.engine"}
+
 
 def cpp_nn():
     """micrograd_cpp.nn, which the cpp tests need running on the C++ engine."""
@@ -49,14 +52,19 @@ def state(values):
     return [(v.data, v.grad, sys.getrefcount(v)) for v in values]
 
 
-def run_isolated(code):
-    """Run code in a fresh interpreter and return what it printed, evaluated (a Python literal).
-    A crash fails the calling test, with the exit status and stderr, instead of the run."""
+def run_python(code):
+    """Run code in a fresh interpreter and return its stdout. A crash or an error fails the
+    calling test, with the exit status and stderr, instead of the run."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
-    return ast.literal_eval(result.stdout)
+    return result.stdout
+
+
+def run_isolated(code):
+    """run_python(code)'s output, evaluated (a Python literal)."""
+    return ast.literal_eval(run_python(code))
 
 
 def under_sanitizer():

@@ -5,24 +5,11 @@ instead of the run, and so that resident memory is measured without the test run
 """
 
 import gc
-import subprocess
 import sys
-import textwrap
 import weakref
 
 import pytest
-
-MODULES = {"cpp": "micrograd_cpp._core", "pure": "micrograd_cpp.pure.engine"}
-
-
-def run_python(code):
-    """Run code in a fresh interpreter; return its stdout, failing on a crash or an error."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
-    return result.stdout
-
+from helpers import MODULES, run_python
 
 CHAIN = """
     import sys

@@ -6,23 +6,10 @@ instead of the run; the C++ engine's output must equal the oracle's.
 """
 
 import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
-from helpers import raised
-
-MODULES = {"cpp": "micrograd_cpp._core", "pure": "micrograd_cpp.pure.engine"}
-
-
-def run_python(code):
-    """Run code in a fresh interpreter; return its stdout, failing on a crash or an error."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
-    return result.stdout
+from helpers import MODULES, raised, run_python
 
 
 def on_both(code):
