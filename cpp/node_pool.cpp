@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <unordered_set>
 #ifdef _MSC_VER
 #include <intrin.h>
 #include <malloc.h>
@@ -13,8 +14,27 @@ namespace mg {
 #ifdef MICROGRAD_CPP_PLAIN_HEAP
 
 // Sanitizer builds: one heap allocation per node, so that every node's lifetime is checked.
-Node* allocate_node() { return static_cast<Node*>(::operator new(sizeof(Node))); }
-void free_node(Node* n) { ::operator delete(n); }
+namespace {
+std::unordered_set<Node*> live;
+}
+
+Node* allocate_node() {
+    auto* n = static_cast<Node*>(::operator new(sizeof(Node)));
+    try {
+        live.insert(n);
+    } catch (...) {
+        ::operator delete(n);
+        throw;
+    }
+    return n;
+}
+void free_node(Node* n) {
+    live.erase(n);
+    ::operator delete(n);
+}
+void for_each_node(void (*fn)(Node*)) {
+    for (Node* n : live) fn(n);
+}
 
 #else
 
@@ -34,15 +54,18 @@ constexpr std::size_t bitmap_words = slots_per_block / 64;
 struct Block {
     std::uint64_t free_bits[bitmap_words];  // bit set: slot free
     Block* next_with_space;                 // in the stack of blocks that have free slots
+    Block* next;                            // in the list of every block
     std::uint32_t free_count;
     std::uint32_t first_word;  // no free slot before this word
     bool has_space_listed;
 };
 constexpr std::size_t header_slots = (sizeof(Block) + slot_bytes - 1) / slot_bytes;
 static_assert(sizeof(Node) <= slot_bytes, "a node must fit its slot");
+static_assert(header_slots < 64, "the header's slots are in the bitmap's first word");
 
-Block* current = nullptr;     // where nodes are allocated now
-Block* with_space = nullptr;  // other blocks with free slots, most recently freed into first
+Block* current = nullptr;      // where nodes are allocated now
+Block* with_space = nullptr;   // other blocks with free slots, most recently freed into first
+Block* every_block = nullptr;  // blocks are never given back
 
 void* aligned_block() {
 #ifdef _MSC_VER
@@ -69,6 +92,8 @@ Block* new_block() {
     for (std::uint64_t& word : b->free_bits) word = ~std::uint64_t{0};
     for (std::size_t i = 0; i < header_slots; ++i) b->free_bits[0] &= ~(std::uint64_t{1} << i);
     b->next_with_space = nullptr;
+    b->next = every_block;
+    every_block = b;
     b->free_count = static_cast<std::uint32_t>(slots_per_block - header_slots);
     b->first_word = 0;
     b->has_space_listed = false;
@@ -114,6 +139,20 @@ void free_node(Node* n) {
         b->has_space_listed = true;
         b->next_with_space = with_space;
         with_space = b;
+    }
+}
+
+void for_each_node(void (*fn)(Node*)) {
+    for (Block* b = every_block; b; b = b->next) {
+        char* base = reinterpret_cast<char*>(b);
+        for (std::size_t w = 0; w < bitmap_words; ++w) {
+            std::uint64_t used = ~b->free_bits[w];
+            if (w == 0) used &= ~((std::uint64_t{1} << header_slots) - 1);  // the header's
+            for (; used; used &= used - 1) {
+                const std::size_t slot = w * 64 + lowest_set_bit(used);
+                fn(reinterpret_cast<Node*>(base + slot * slot_bytes));
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine.hpp"
+#include "node_pool.hpp"
 #include "program.hpp"
 
 namespace {
@@ -371,6 +372,26 @@ TEST(leaf_is_a_fresh_node_with_one_reference) {
     CHECK(a->handle == nullptr);
     CHECK_EQ(a->flags, 0);
     mg::release(a);
+}
+
+std::multiset<const Node*> visited_nodes;
+void visit_node(Node* n) { visited_nodes.insert(n); }
+
+TEST(for_each_node_visits_every_live_node_once) {
+    // Enough nodes for several of the pool's blocks, every other one freed again.
+    std::vector<Node*> kept, freed;
+    for (int i = 0; i < 20000; ++i) (i % 2 ? freed : kept).push_back(mg::new_leaf(i));
+    const std::set<const Node*> freed_addresses(freed.begin(), freed.end());
+    for (Node* n : freed) mg::release(n);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), kept.size());  // no other test leaves a node alive
+    for (Node* n : kept) CHECK_EQ(visited_nodes.count(n), 1u);
+    for (const Node* n : visited_nodes) CHECK_EQ(freed_addresses.count(n), 0u);
+    for (Node* n : kept) mg::release(n);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), 0u);
 }
 
 TEST(add_value_and_rule) {
