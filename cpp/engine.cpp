@@ -30,6 +30,14 @@ Node* make(Op op, double data, std::uint32_t count) {
     return n;
 }
 
+// Note [Cycle collection] in the binding: the mark passes up to the new node, and the operand
+// learns it has a parent. Written only on change, as most operands have had parents before.
+inline void mark_as_operand(Node* n, Node* operand) {
+    const std::uint8_t flags = operand->flags;
+    n->flags |= flags & may_reach_outside;
+    if (!(flags & has_had_parents)) operand->flags = flags | has_had_parents;
+}
+
 // The new node takes over one reference to each operand: callers retain() what they borrow.
 // If there is no memory for it, the references go back before std::bad_alloc goes on, so a
 // failed op leaves no operand owned by nobody (the binding turns the exception into
@@ -43,6 +51,7 @@ Node* unary(Op op, Node* a, double data) {
         throw;
     }
     n->operands.pair[0] = a;
+    mark_as_operand(n, a);
     return n;
 }
 
@@ -57,6 +66,8 @@ Node* binary(Op op, Node* a, Node* b, double data) {
     }
     n->operands.pair[0] = a;
     n->operands.pair[1] = b;
+    mark_as_operand(n, a);
+    mark_as_operand(n, b);
     return n;
 }
 
@@ -318,7 +329,10 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
     // The list first: if there is no memory for it, nothing has changed. Retain the new
     // children before releasing the old ones: they may be the same nodes.
     Node** list = count > 2 ? new Node*[count] : nullptr;
-    for (std::size_t i = 0; i < count; ++i) retain(kids[i]);
+    for (std::size_t i = 0; i < count; ++i) {
+        retain(kids[i]);
+        mark_as_operand(n, kids[i]);
+    }
     const std::uint32_t old_count = n->count;
     Node* old_pair[2] = {n->operands.pair[0], n->operands.pair[1]};
     Node** old_list = old_count > 2 ? n->operands.list : nullptr;

@@ -18,6 +18,11 @@ enum NodeFlags : std::uint8_t {
     exponent_is_int = 2,      // the '**' label prints the exponent as an integer
     has_had_children = 4,     // once an inner node, so its grad may be a Program's to keep
     has_custom_entry = 8,     // the binding keeps a user's _op or _backward for its object
+    // Its object, or one below it, may refer outside the graph (Note [Cycle collection] in the
+    // binding); set by the binding, passed from operands to each node made over them.
+    may_reach_outside = 16,
+    has_had_parents = 32,  // once an operand: nodes above it may exist
+    spread_visited = 64,   // seen by the running spread_reach_outside()
 };
 
 // Note [Ownership]
@@ -106,6 +111,11 @@ bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_p
 // A new node with n's op, data, grad and exponent over the given children; null if their
 // number does not fit the op.
 Node* clone(const Node* n, Node* const* kids, std::size_t count);
+
+// Marks may_reach_outside on every live node that has a marked node below it, and passes each
+// node it newly marks to `newly_marked`, which must not touch the graph. For a node marked after
+// it got parents. Can throw std::bad_alloc, having marked some of them.
+void spread_reach_outside(void (*newly_marked)(Node*));
 
 // Nodes under root, every child before its parents: micrograd's build_topo, iterative, visiting
 // children in operand order. The pure-Python oracle implements the very same order.

@@ -1,17 +1,17 @@
 """Fuzzes the C++ engine against the pure-Python oracle with atheris.
 
-Each input decodes to a small program: leaves, operators between nodes and hostile operands
-(nan, inf, -0.0, subnormals, huge ints, bools, numpy scalars, Fractions, strings, None, objects
-whose __float__ raises, ...), user-made nodes whose Python `_backward` raises, recurses, rebuilds
-its own node or backpropagates another graph, attribute writes and deletions, re-initialisation,
-fused sum/dot/neuron, optimizer steps, graph replay (compile), copies, and backward passes; and
-callbacks that fight back (see "hostile callbacks" below): Value subclasses whose __hash__,
-__eq__ or __del__ re-initialise or drop nodes, numbers whose __float__, __index__, __neg__ or
-__bool__ change graphs, optimizer buffers, parameter lists or a layer's neurons, neurons whose
-w, b and nonlin are such properties, and cyclic garbage with finalizers under
-gc.set_threshold(1). The program runs on both backends; every step must end the same way (the
-same exception type, or success), and in the end every node must have the same op, data, grad
-and children, bit for bit.
+Each input decodes to a small program: leaves, operators between nodes and hostile operands (nan,
+inf, -0.0, subnormals, huge ints, bools, numpy scalars, Fractions, strings, None, objects whose
+__float__ raises, ...), user-made nodes whose Python `_backward` raises, recurses, rebuilds its own
+node or backpropagates another graph, attribute writes and deletions, attributes that link one node
+to another (cycles through the graph), re-initialisation, fused sum/dot/neuron, optimizer steps,
+graph replay (compile), copies, and backward passes; and callbacks that fight back (see "hostile
+callbacks" below): Value subclasses whose __hash__, __eq__ or __del__ re-initialise or drop nodes,
+numbers whose __float__, __index__, __neg__ or __bool__ change graphs, optimizer buffers, parameter
+lists or a layer's neurons, neurons whose w, b and nonlin are such properties, and cyclic garbage
+with finalizers under gc.set_threshold(1). The program runs on both backends; every step must end
+the same way (the same exception type, or success), and in the end every node must have the same op,
+data, grad and children, bit for bit.
 A crash is a finding too.
 
     python fuzz/fuzz_engine.py -max_total_time=60 [corpus dir]   # see scripts/fuzz.sh
@@ -265,7 +265,7 @@ def decode(data):
     leaves = [number(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
     steps = []
     while fdp.remaining_bytes() and len(steps) < 48:
-        k = fdp.ConsumeIntInRange(0, 23)
+        k = fdp.ConsumeIntInRange(0, 24)
         if k <= 4:
             steps.append(("bin", fdp.PickValueInList(BINARY), *operands(fdp)))
         elif k <= 6:
@@ -336,6 +336,8 @@ def decode(data):
         elif k == 22:
             attribute = fdp.PickValueInList(["data", "grad", "label"])
             steps.append(("hset", node_ref(fdp), attribute, hostile_number(fdp)))
+        elif k == 23:
+            steps.append(("link", node_ref(fdp), node_ref(fdp), fdp.ConsumeBool()))
         else:
             steps.append(("garbage", finalizer_action(fdp)))
     return leaves, steps
@@ -771,6 +773,9 @@ def execute(V, leaves, steps):
             ]
             outs = ops.layer(ctx.neurons, [value(o) for o in x])
             nodes.extend(y for y in outs if isinstance(y, V))
+        elif kind == "link":  # with a Value computed from this one: a cycle through the graph
+            _, i, j, in_a_list = step
+            node(i).link = [node(j)] if in_a_list else node(j)
         elif kind == "garbage":
             Garbage(ctx_ref, step[1])
             gc.set_threshold(1)

@@ -334,10 +334,6 @@ def test_cycles_through_a_values_attributes_are_collected(backend):
     assert sorted(freed) == ["closure", "self"]
 
 
-@pytest.mark.xfail(
-    reason="C++: the cycle collector does not see a node's references to its operands",
-    strict=True,
-)
 def test_a_cycle_through_the_graph_is_collected_on_cpp():
     from micrograd_cpp import _core
 

@@ -5,9 +5,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
+#include <iterator>
+#include <new>
 #include <unordered_map>
 #include <vector>
 
+#include "../node_pool.hpp"
 #include "guarded.hpp"
 
 namespace mg::python {
@@ -86,10 +89,93 @@ Status run_python_backward(Node* n) {
 // Objects
 
 // Note [Cycle collection]
-// Values support the cyclic garbage collector only where a cycle can pass through one: its
-// attribute dict (a micrograd-style custom op stores a closure over its own output there). A
-// Value is tracked from the moment it has a dict; the many Values made by operators have none
-// and cost the collector nothing.
+// A cycle can run through the graph: after `x.out = x * 2`, x's dict refers to out, out's node
+// to x's node, and x's node is x. Python's collector finds such a cycle only if every object in
+// it is tracked and every object's tp_traverse reports what it refers to.
+//
+// What a Value refers to: its dict, its custom _op and _backward, its type, and through its
+// node the objects of the node's children (Note [Ownership]). A child without an object (the
+// inner nodes of a fused sum, dot or neuron) holds its own children's objects; value_traverse
+// reports those too when this node is that child's one owner (refs == 1), so that each such
+// node is reported from one Value alone and a Value reports what its node owns, not the graph
+// below it. A node without an object but with several owners (a compiled Program holds it too)
+// is not entered: what it holds counts as reachable, so a cycle through it is not collected,
+// but nothing reachable is ever freed.
+//
+// Which Values are tracked: tracking all of them would make the collector scan every Value,
+// several times over as the graph grows (W1's forward takes 1.8 times as long). Graph edges alone
+// never form a cycle (set_children refuses one), so a cycle needs a Value that refers outside the
+// graph: one with a non-atomic attribute or _op (anything but None, bool, int, float and str:
+// so a label is not one), a custom _backward, a __dict__ read or set whole, or of a subclass of
+// Value. Such a Value reaches_outside(), and its node is marked may_reach_outside. The mark
+// passes from operands to every node made over them, and a Value is tracked when its node is
+// marked: a cycle through the graph runs down graph edges from a Value back to the one that
+// refers outside, so every Value on it is tracked. A Value marked after nodes were built over
+// it has those marked by spread_reach_outside(), a walk over every live node; if those walks
+// would cost more than a few visits per node made since the process started (a loop that
+// makes one such cycle per step), or one runs out of memory, every Value is tracked from then
+// on instead.
+//
+// value_clear drops the dict and the custom entry; a subclass's slots are cleared by Python.
+// Every cycle passes through one of them, so that breaks it. The nodes stay whole: a Value the
+// collector has cleared, still read while the rest of its cycle is freed, keeps its data, grad
+// and children.
+bool every_value_tracked = false;
+std::uint64_t spread_credit = std::uint64_t{1} << 20;  // node visits spread walks may still make
+std::uint32_t made_at_last_spread = 0;
+
+void track(PyObject* o) {
+    // An object being deallocated (no reference left) stays untracked.
+    if (Py_REFCNT(o) > 0 && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
+}
+
+void track_node(Node* n) {
+    if (n->handle) track(static_cast<PyObject*>(n->handle));
+}
+
+void track_every_value() {
+    every_value_tracked = true;
+    for_each_node(track_node);
+}
+
+std::size_t live_count = 0;
+void count_node(Node*) { ++live_count; }
+
+// Tracks the objects of the live nodes above n, n now marked (Note [Cycle collection]).
+void spread_from(Node* n) {
+    if (every_value_tracked || !(n->flags & has_had_parents)) return;
+    spread_credit +=
+        4 * std::uint64_t{nodes_made - made_at_last_spread};  // wraps: Note [Creation order]
+    made_at_last_spread = nodes_made;
+    live_count = 0;
+    for_each_node(count_node);
+    if (live_count > spread_credit) {
+        track_every_value();
+        return;
+    }
+    spread_credit -= live_count;
+    try {
+        spread_reach_outside(track_node);
+    } catch (const std::bad_alloc&) {
+        track_every_value();
+    }
+}
+
+// self now refers outside the graph, or may (Note [Cycle collection]). Calls no Python code.
+void reaches_outside(PyObject* self) {
+    Node* n = as_value(self)->node;
+    if (!n) return;
+    track(self);
+    if (n->flags & may_reach_outside) return;
+    n->flags |= may_reach_outside;
+    spread_from(n);
+}
+
+bool is_atomic(PyObject* o) {
+    return o == Py_None || PyBool_Check(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o) ||
+           PyUnicode_CheckExact(o);
+}
+
 PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     PyObject* o;
     if (type == value_type) {
@@ -105,22 +191,17 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     // A new object is not immortal, so the count is stored as given on every version; only a
     // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
     Py_SET_REFCNT(o, refcount);
-    return o;
-}
-
-// A user's _op or _backward can close a cycle just as a dict can.
-void track_if_it_has_a_dict(PyObject* self) {
-    if ((as_value(self)->dict || custom_of(self)) && !PyObject_GC_IsTracked(self)) {
-        PyObject_GC_Track(self);
+    if (type != value_type) {
+        reaches_outside(o);
+    } else if (every_value_tracked || (n->flags & may_reach_outside)) {
+        track(o);
     }
+    return o;
 }
 
 PyObject* dict_of(PyObject* self) {
     PyObject*& dict = as_value(self)->dict;
-    if (!dict) {
-        dict = PyDict_New();
-        track_if_it_has_a_dict(self);
-    }
+    if (!dict) dict = PyDict_New();
     return dict;
 }
 
@@ -141,7 +222,7 @@ void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value) {
         customs.erase(self);
         node_of(self)->flags &= static_cast<std::uint8_t>(~has_custom_entry);
     }
-    track_if_it_has_a_dict(self);
+    if (value && !is_atomic(value)) reaches_outside(self);
     Py_XDECREF(old);
 }
 
@@ -193,6 +274,7 @@ PyObject* value_new(PyTypeObject* type, PyObject*, PyObject*) {
     }
     as_value(o)->node = n;
     n->handle = o;
+    if (type != value_type) reaches_outside(o);  // Note [Cycle collection]
     return o;
 }
 
@@ -220,6 +302,7 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     // reference: since 3.14 the interpreter may borrow a local's reference instead of taking
     // one, which lowers the count below a parent's but never hides the parent.
     const bool may_have_parents = Py_REFCNT(self) > 1;
+    const bool reached_outside = n->flags & may_reach_outside;
     bool ok = false;
     try {  // Note [No C++ exception crosses into CPython]: give items back first
         std::vector<Node*> kids;
@@ -234,6 +317,10 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     Py_DECREF(items);
     if (!ok) return -1;
     if (n->flags & has_had_children) ++inner_grad_writes;
+    if (!reached_outside && (n->flags & may_reach_outside)) {  // from its new children
+        track(self);
+        spread_from(n);
+    }
     n->data = x;
     n->grad = 0.0;
     n->flags &= static_cast<std::uint8_t>(~(has_python_backward | exponent_is_int));
@@ -244,6 +331,7 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     // before, and a label whose __bool__ fails fails the call.
     const int label_is_true = label ? PyObject_IsTrue(label) : 0;
     if (label_is_true < 0) return -1;
+    if (label_is_true && !is_atomic(label)) reaches_outside(self);  // Note [Cycle collection]
     if (label_is_true && store(self, str_label, label) < 0) return -1;
     return 0;
 }
@@ -261,16 +349,16 @@ PyObject* method_init(PyObject* self, PyObject* args, PyObject* kwds) {
 }
 #endif
 
+// Note [Cycle collection]: before the value is stored, so that it is never held untracked.
 int value_setattro(PyObject* self, PyObject* name, PyObject* value) {
-    int result = PyObject_GenericSetAttr(self, name, value);
-    track_if_it_has_a_dict(self);
-    return result;
+    if (value && !is_atomic(value)) reaches_outside(self);
+    return PyObject_GenericSetAttr(self, name, value);
 }
 
+// Whoever has the dict can put anything in it.
 PyObject* get_dict(PyObject* self, void* context) {
-    PyObject* dict = PyObject_GenericGetDict(self, context);
-    track_if_it_has_a_dict(self);
-    return dict;
+    reaches_outside(self);
+    return PyObject_GenericGetDict(self, context);
 }
 
 int set_dict(PyObject* self, PyObject* value, void* context) {
@@ -278,9 +366,31 @@ int set_dict(PyObject* self, PyObject* value, void* context) {
         Py_CLEAR(as_value(self)->dict);
         return 0;
     }
-    int result = PyObject_GenericSetDict(self, value, context);
-    track_if_it_has_a_dict(self);
-    return result;
+    reaches_outside(self);
+    return PyObject_GenericSetDict(self, value, context);
+}
+
+// Note [Cycle collection]: reports the objects of n's children, and below each child without an
+// object that n alone owns, theirs. No recursion and no allocation: such nodes pending at once
+// are few (a fused sum is a chain with one product beside each link), and one that would not
+// fit is not entered, which only leaves what it holds uncollected, the same way every time.
+int visit_operands(Node* n, visitproc visit, void* arg) {
+    Node* pending[32];
+    std::size_t depth = 0;
+    for (;;) {
+        const std::uint32_t count = child_count(n);
+        Node* const* kids = children(n);
+        for (std::uint32_t i = 0; i < count; ++i) {
+            Node* k = kids[i];
+            if (k->handle) {
+                Py_VISIT(static_cast<PyObject*>(k->handle));
+            } else if (k->refs == 1 && child_count(k) > 0 && depth < std::size(pending)) {
+                pending[depth++] = k;
+            }
+        }
+        if (depth == 0) return 0;
+        n = pending[--depth];
+    }
 }
 
 int value_traverse(PyObject* self, visitproc visit, void* arg) {
@@ -290,7 +400,8 @@ int value_traverse(PyObject* self, visitproc visit, void* arg) {
         Py_VISIT(c->backward);
     }
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
-    return 0;
+    Node* n = as_value(self)->node;
+    return n ? visit_operands(n, visit, arg) : 0;
 }
 
 int value_clear(PyObject* self) {

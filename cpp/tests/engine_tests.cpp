@@ -394,6 +394,36 @@ TEST(for_each_node_visits_every_live_node_once) {
     CHECK_EQ(visited_nodes.size(), 0u);
 }
 
+std::vector<Node*> newly_marked_nodes;
+void record_marked(Node* n) { newly_marked_nodes.push_back(n); }
+bool marked(const Node* n) { return n->flags & mg::may_reach_outside; }
+
+TEST(a_mark_passes_to_nodes_made_over_it_and_spreads_to_those_made_before) {
+    Owned own;
+    Node* a = own(mg::new_leaf(1.0));
+    Node* b = own(mg::new_leaf(2.0));
+    Node* early = own(mg::mul(own(mg::add(a, b)), a));  // made before a is marked
+    Node* other = own(mg::tanh(b));                     // never above a
+    CHECK(a->flags & mg::has_had_parents);
+    CHECK(!(other->flags & mg::has_had_parents));
+    a->flags |= mg::may_reach_outside;
+    Node* late = own(mg::add_constant(b, 1.0));
+    CHECK(!marked(late));
+    late = own(mg::mul(late, a));
+    CHECK(marked(late));  // made over a marked node
+    CHECK(!marked(early));
+
+    newly_marked_nodes.clear();
+    mg::spread_reach_outside(record_marked);
+    CHECK(marked(early) && marked(kid(early, 0)));
+    CHECK(!marked(b) && !marked(other) && !marked(kid(kid(late, 0), 1)));
+    const std::set<Node*> newly(newly_marked_nodes.begin(), newly_marked_nodes.end());
+    CHECK(newly == (std::set<Node*>{early, kid(early, 0)}));
+    CHECK_EQ(newly_marked_nodes.size(), newly.size());
+    // No node keeps the walk's own flag.
+    for (Node* n : {a, b, early, other, late}) CHECK(!(n->flags & mg::spread_visited));
+}
+
 TEST(add_value_and_rule) {
     Owned own;
     const double x = 1.5, y = -4.25, g = 0.75, prior = 0.5;
