@@ -67,6 +67,31 @@ def run_isolated(code):
     return ast.literal_eval(run_python(code))
 
 
+def run_with_memory_limit(setup, call, after, margin_mb):
+    """run_isolated() of a program that runs setup, then the statement call with only margin_mb
+    MiB of address space beyond what the process has mapped by then, then after with the limit
+    lifted. after sees `limited`: the name of the exception the limited call raised, or None."""
+    limit = f"""
+        import resource
+
+        def address_space():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        return int(line.split()[1]) * 1024
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (address_space() + ({margin_mb} << 20), hard))
+        try:
+            {call}
+            limited = None
+        except MemoryError as e:
+            limited = type(e).__name__
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    """
+    return run_isolated("\n".join(textwrap.dedent(part) for part in (setup, limit, after)))
+
+
 def under_sanitizer():
     """Whether AddressSanitizer's runtime is loaded (scripts/sanitize.sh): it reserves its
     shadow memory up front and does not survive an address-space limit."""

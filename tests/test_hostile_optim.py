@@ -4,7 +4,7 @@ interpreter, so that a crash fails its test instead of the run; the C++ step mus
 the pure step (the oracle) gives for the same state, or the same exception."""
 
 import pytest
-from helpers import raised, run_isolated, under_sanitizer
+from helpers import raised, run_isolated, run_with_memory_limit, under_sanitizer
 from micrograd_cpp import optim
 from micrograd_cpp.pure.engine import Value as PureValue
 
@@ -205,10 +205,7 @@ def test_out_of_memory_in_a_step_is_memory_error(function, margin_mb):
     """Some limit fails each of the step's allocations in turn (its arrays of numbers and of
     nodes): each failure is MemoryError, and the step succeeds once memory is back."""
     call = CORE_CALLS[function][1]
-    got = run_isolated(
-        PRELUDE
-        + f"""
-    import resource
+    setup = """
     n = 2_000_000
     x = Value(1.0)
     x.grad = 0.5
@@ -217,26 +214,13 @@ def test_out_of_memory_in_a_step_is_memory_error(function, margin_mb):
     class Hostile:
         def __float__(self):
             return 0.1
-
-    def address_space():
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (address_space() + ({margin_mb} << 20), hard))
-    try:
-        {call}
-        limited = None
-    except MemoryError as e:
-        limited = type(e).__name__
-    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    """
+    after = f"""
     if limited:
         {call}
     print((limited, x.data != 1.0))
     """
-    )
+    got = run_with_memory_limit(PRELUDE + setup, call, after, margin_mb)
     assert got[1]
     if margin_mb == 0:
         assert got[0] == "MemoryError"

@@ -3,7 +3,7 @@ a memory limit. Each case runs in a fresh interpreter, so that a crash fails its
 the run."""
 
 import pytest
-from helpers import run_isolated, under_sanitizer
+from helpers import run_isolated, run_with_memory_limit, under_sanitizer
 from micrograd_cpp.pure import program as pure_program
 from micrograd_cpp.pure.engine import Value as PureValue
 
@@ -69,35 +69,20 @@ def test_out_of_memory_in_compile_is_memory_error(margin_mb):
     """Some limit fails each of compile()'s allocations in turn (the graph's order, the program's
     arrays); each failure is MemoryError, and compile() works once memory is back."""
     n = 200_000
-    got = run_isolated(
-        f"""
-    import resource
+    setup = f"""
     import micrograd_cpp
     from micrograd_cpp._core import Value, compile
 
     x = Value(0.5)
     root = micrograd_cpp.sum([x * float(i % 4) for i in range({n})])
-
-    def address_space():
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (address_space() + ({margin_mb} << 20), hard))
-    try:
-        compile(root)
-        limited = None
-    except MemoryError as e:
-        limited = type(e).__name__
-    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    """
+    after = """
     prog = compile(root)
     prog.forward()
     prog.backward()
     print((limited, x.grad))
     """
-    )
+    got = run_with_memory_limit(setup, "compile(root)", after, margin_mb)
     # x's grad is a sum of small integers: exact in any order.
     assert got[1] == float(sum(i % 4 for i in range(n)))
     if margin_mb == 0:
