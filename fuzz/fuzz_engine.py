@@ -92,6 +92,25 @@ class OddInt(int):
         return f"OddInt({int.__repr__(self)})"
 
 
+class Text(str):
+    """A str that an int cannot repeat: "1" * 2**31, two constants a program multiplies, would
+    take gigabytes outside the engine (and as much on both backends)."""
+
+    __mul__ = __rmul__ = None
+
+    def __repr__(self):
+        return f"Text({str(self)!r})"
+
+
+class Items(list):
+    """A list that an int cannot repeat (see Text)."""
+
+    __mul__ = __rmul__ = None
+
+    def __repr__(self):
+        return f"Items({list(self)!r})"
+
+
 class Named:
     """An object with a fixed repr, so that printed programs can be read."""
 
@@ -146,7 +165,8 @@ SPECIAL = [
     np.uint8(255),
     np.longdouble(1.5),
 ]
-WRONG = ["1", "", None, 1j, complex(2, 0), [1.0], (), Named("object()"), BadFloat(), BadReal()]
+WRONG = [Text("1"), "", None, 1j, complex(2, 0), Items([1.0]), (), Named("object()"), BadFloat()]
+WRONG += [BadReal()]
 WRONG += [np.bool_(True), np.array(2.0), np.array([1.0, 2.0])]
 ODD = [OddFloat(1.5), OddInt(3)]
 
