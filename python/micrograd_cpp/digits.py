@@ -201,6 +201,10 @@ def _progress(total: int, desc: str) -> tuple[Callable[[], None], Callable[[str]
     return lambda: bar.update(), tqdm.write, bar.close
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def duration(seconds: float) -> str:
     """seconds as a person reads them: '2.5 s', '4.2 min', '3.1 h'."""
     if seconds < 120:
@@ -288,10 +292,11 @@ def run(epochs: int, seed: int, quick: bool) -> None:
     per_step = train_seconds / (epochs * steps)
     print(
         f"test accuracy {right / len(y_test) * 100:.1f}% ({right} of {len(y_test)} images) after "
-        f"{epochs} epochs: {train_seconds / epochs:.3f} s an epoch, {per_step * 1e3:.2f} ms a step"
+        f"{plural(epochs, 'epoch')}: {train_seconds / epochs:.3f} s an epoch, "
+        f"{per_step * 1e3:.2f} ms a step"
     )
     n, size = MICROGRAD_QUICK_STEPS if quick else MICROGRAD_STEPS
-    print(f"timing micrograd 0.1.0 over {n} step{'s' * (n > 1)} of {size} images...", flush=True)
+    print(f"timing micrograd 0.1.0 over {plural(n, 'step')} of {size} images...", flush=True)
     mg_step = time_micrograd(model, X_train, y_train, n, size)
     if mg_step is None:
         print("micrograd is not installed (pip install micrograd==0.1.0): no comparison")
@@ -299,6 +304,6 @@ def run(epochs: int, seed: int, quick: bool) -> None:
     scaled = "" if size == BATCH else f", scaled from {size} images to {BATCH}"
     print(
         f"micrograd 0.1.0: {mg_step:.2f} s a step{scaled}, so {duration(mg_step * steps)} an "
-        f"epoch and {duration(mg_step * steps * epochs)} for {epochs} epochs: "
-        f"{mg_step / per_step:,.0f}x the time of this run"
+        f"epoch and {duration(mg_step * steps * epochs)} for {plural(epochs, 'epoch')}, "
+        f"{mg_step / per_step:,.0f}x as long as this run"
     )
