@@ -9,12 +9,14 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import cpp_nn
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
     warnings.simplefilter("ignore", RuntimeWarning)
     from micrograd_cpp import datasets, digits, losses, ops
     from micrograd_cpp.engine import Value
     from micrograd_cpp.nn import MLP
+    from micrograd_cpp.pure import nn as pure_nn
 
 ACCURACY = re.compile(
     r"^test accuracy (\d+\.\d)% \((\d+) of 360 images\) after (\d+) epochs?: "
@@ -151,6 +153,22 @@ def test_compiled_steps_are_rebuilt_steps():
             for lg, label in zip(logits, y[rows].tolist(), strict=True)
         ]
         assert abs(loss.data - sum(e.data for e in eureka) / 4) < 1e-12
+
+
+def test_cpp_trains_as_the_oracle():
+    """The same steps on the C++ engine and on the oracle: the same parameters, bit for bit."""
+    nn = cpp_nn()
+    X, y = small_data(8)
+    trained = []
+    for mlp in (nn.MLP, pure_nn.MLP):
+        random.seed(9)
+        model = mlp(64, [32, 10])
+        batch = digits.CompiledBatch(model, size=4)
+        opt = digits.optim.SGD(model.parameters(), lr=digits.LR)
+        for k in range(2):
+            digits.train_epoch(batch, opt, X, y, np.random.RandomState(k), lambda: None)
+        trained.append([p.data for p in model.parameters()])
+    assert trained[0] == trained[1]
 
 
 def test_evaluate_pads_the_last_batch():

@@ -40,13 +40,15 @@ class CompiledBatch:
     """The loss graph of one batch, compiled: mean cross-entropy of the model's logits.
 
     Its leaves are the model's parameters, the images' pixels and the one-hot targets; load()
-    writes a batch into the latter two and replays the forward.
+    writes a batch into the latter two and replays the forward. The model may be the oracle's
+    (micrograd_cpp.pure.nn.MLP): the graph is then the oracle's too.
     """
 
     def __init__(self, model: MLP, size: int = BATCH) -> None:
         self.size = size
-        self.inputs = [[Value(0.0) for _ in range(PIXELS)] for _ in range(size)]
-        self.targets = [[Value(0.0) for _ in range(CLASSES)] for _ in range(size)]
+        leaf = type(model.parameters()[0])  # the model's engine's Value
+        self.inputs = [[leaf(0.0) for _ in range(PIXELS)] for _ in range(size)]
+        self.targets = [[leaf(0.0) for _ in range(CLASSES)] for _ in range(size)]
         self.logits: list[list[Value]] = []
         for x in self.inputs:
             out = model(x)
