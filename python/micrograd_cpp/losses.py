@@ -90,7 +90,9 @@ def cross_entropy(logits: Sequence[Value], target: int) -> Value:
     """Negative log-likelihood of class `target` under softmax(logits), as EurekaLabs writes it.
 
     -log(exp(logits[target]) / sum(exp(x) for x in logits)), without subtracting the max
-    first: exp overflows for logits above ~709, as in EurekaLabsAI/micrograd.
+    first: exp overflows for logits above ~709, as in EurekaLabsAI/micrograd. Its graph
+    depends on target (a Python index): to compile a loss once and replay it for every batch,
+    use cross_entropy_graph, which takes the label as leaf Values and is stable.
     """
     ex = [x.exp() for x in logits]
     denom = ops.sum(ex)
@@ -105,8 +107,10 @@ def log_softmax(logits: Sequence[Value]) -> list[Value]:
     shift only keeps exp in range. A shift frozen at compile time (a constant, or a leaf set
     once) would stay correct for every replay, but only while the logits stay near it: a logit
     more than ~709 above it overflows exp (OverflowError), and all of them ~745 below it
-    underflow the sum to 0, whose log raises ValueError. So the shift is the logits' maximum,
-    recomputed by every forward from ops that replay: max is no op, but max(m, x) is
+    underflow the sum to 0, whose log raises ValueError. A leaf that the training loop sets
+    before each replay could only hold the previous forward's maximum (the loop sees the logits
+    after the forward). So the shift is the logits' maximum, recomputed by every forward from
+    ops that replay: max is no op, but max(m, x) is
     m + relu(x - m) (equal to the larger one up to the rounding of x - m, which is harmless: the
     largest shifted logit is within an ulp of 0, so exp never overflows and the sum is at least
     ~1, never 0). The shift's gradient is zero in exact arithmetic; in floats it is a rounding
@@ -128,8 +132,9 @@ def cross_entropy_graph(logits: Sequence[Value], targets: Sequence[Value | float
 
     With the targets as leaf Values, the graph does not depend on the label: compile it once
     (micrograd_cpp.compile) and set the targets' data for each batch before a replay. It equals
-    cross_entropy(logits, label) to ~1e-15 relative, its gradient too, and stays finite where
-    that one overflows (see log_softmax for the shift that keeps it stable).
+    cross_entropy(logits, label) to 1e-12, its gradient too, and stays finite and accurate where
+    that one overflows or its gradient underflows (see log_softmax for the shift that keeps it
+    stable).
     """
     if len(logits) != len(targets) or not logits:
         raise ValueError(
