@@ -212,3 +212,9 @@ def test_lecture_exp_log_gradients():
     ref.backward()
     assert abs(loss.data - ref.data) < 1e-12
     assert all(abs(a.grad - b.grad) < 1e-12 for a, b in zip(logits, ref_logits, strict=True))
+
+
+def test_without_micrograd(monkeypatch):
+    monkeypatch.setitem(sys.modules, "micrograd", None)
+    X, y = small_data(1)
+    assert digits.time_micrograd(MLP(64, [32, 10]), X, y, steps=1, size=1) is None
