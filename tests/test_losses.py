@@ -162,3 +162,137 @@ def test_cross_entropy_over_an_mlp(nn):
     ref = eureka_cross_entropy(oracle([0.3, -0.7]), 2)
     ref.backward()
     assert graph(loss) == graph(ref)
+
+
+def random_logits(rng, scales=(0.1, 1.0, 10.0, 30.0)):
+    """A few logits, spread by a scale drawn from scales. With the default scales, they stay
+    where EurekaLabs' form is accurate: further apart, the square of its denominator underflows
+    and its gradients with it."""
+    n = rng.randint(2, 12)
+    scale = rng.choice(scales)
+    return [rng.gauss(0.0, scale) for _ in range(n)], rng.randrange(n)
+
+
+def close(a, b):
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_cross_entropy_graph_is_eurekalabs_cross_entropy(backend):
+    """The same loss and gradients as losses.cross_entropy (EurekaLabs' form) to 1e-12."""
+    rng = random.Random(13)
+    for _ in range(500):
+        data, target = random_logits(rng)
+        logits = [backend(x) for x in data]
+        targets = [backend(t) for t in losses.one_hot(target, len(data))]
+        loss = losses.cross_entropy_graph(logits, targets)
+        loss.backward()
+        ref_logits = [PureValue(x) for x in data]
+        ref = eureka_cross_entropy(ref_logits, target)
+        ref.backward()
+        assert close(loss.data, ref.data), (data, target)
+        assert all(close(v.grad, r.grad) for v, r in zip(logits, ref_logits, strict=True))
+
+
+def test_cross_entropy_graph_far_apart(backend):
+    """Logits hundreds apart: the loss and its gradient softmax - onehot, computed in floats."""
+    rng = random.Random(5)
+    for _ in range(200):
+        data, target = random_logits(rng, scales=(100.0, 300.0))
+        logits = [backend(x) for x in data]
+        loss = losses.cross_entropy_graph(logits, losses.one_hot(target, len(data)))
+        loss.backward()
+        top = max(data)
+        z = math.fsum(math.exp(x - top) for x in data)
+        assert close(loss.data, math.log(z) - (data[target] - top))
+        expected = [math.exp(x - top) / z - (j == target) for j, x in enumerate(data)]
+        assert all(close(v.grad, g) for v, g in zip(logits, expected, strict=True))
+
+
+def test_cross_entropy_graph_cpp_is_the_oracle(backends):
+    """Node for node, float for float, on both engines."""
+    Cpp, Pure = backends
+    rng = random.Random(7)
+    for _ in range(200):
+        data, target = random_logits(rng, scales=(0.1, 1.0, 10.0, 100.0, 1000.0))
+        onehot = losses.one_hot(target, len(data))
+        roots = []
+        for V in (Cpp, Pure):
+            root = losses.cross_entropy_graph([V(x) for x in data], [V(t) for t in onehot])
+            root.backward()
+            roots.append(graph(root))
+        assert roots[0] == roots[1]
+
+
+def test_cross_entropy_graph_replays_for_every_label(backend):
+    """One compiled graph serves every label and every logit: set the leaves, replay, and get
+    what a graph built afresh for them gives."""
+    from micrograd_cpp import compile as compile_graph
+
+    rng = random.Random(3)
+    logits = [backend(0.0) for _ in range(5)]
+    targets = [backend(t) for t in losses.one_hot(0, 5)]
+    loss = losses.cross_entropy_graph(logits, targets)
+    prog = compile_graph(loss)
+    for _ in range(50):
+        data, label = [rng.gauss(0.0, 20.0) for _ in range(5)], rng.randrange(5)
+        for v, x in zip(logits + targets, data + losses.one_hot(label, 5), strict=True):
+            v.data, v.grad = x, 0.0
+        prog.forward()
+        prog.backward()
+        fresh = [backend(x) for x in data]
+        ref = losses.cross_entropy_graph(fresh, losses.one_hot(label, 5))
+        ref.backward()
+        assert loss.data == ref.data
+        assert [v.grad for v in logits] == [v.grad for v in fresh]
+        assert close(loss.data, losses.cross_entropy([PureValue(x) for x in data], label).data)
+
+
+def test_cross_entropy_graph_is_stable(backend):
+    """Logits far beyond exp's range: EurekaLabs' form overflows, the shifted form is exact."""
+    logits = [backend(x) for x in (1000.0, 0.0, -1000.0)]
+    with pytest.raises(OverflowError):
+        losses.cross_entropy(logits, 1)
+    for label, expected in [(0, 0.0), (1, 1000.0), (2, 2000.0)]:
+        loss = losses.cross_entropy_graph(logits, losses.one_hot(label, 3))
+        loss.backward()
+        assert loss.data == expected
+    # replayed after the logits moved by far more than exp's range: the shift moves with them
+    from micrograd_cpp import compile as compile_graph
+
+    prog = compile_graph(loss)
+    logits[2].data = 5000.0
+    prog.forward()
+    assert loss.data == 0.0
+
+
+def test_cross_entropy_graph_of_soft_targets(backend):
+    """Targets may be any distribution: -sum(t * log softmax)."""
+    data, targets = [0.5, -1.0, 2.0], [0.1, 0.2, 0.7]
+    loss = losses.cross_entropy_graph([backend(x) for x in data], targets)
+    z = sum(math.exp(x) for x in data)
+    expected = -sum(t * math.log(math.exp(x) / z) for x, t in zip(data, targets, strict=True))
+    assert close(loss.data, expected)
+
+
+def test_log_softmax(backend):
+    data = [0.5, -1.0, 2.0, 2.0]
+    z = sum(math.exp(x) for x in data)
+    out = losses.log_softmax([backend(x) for x in data])
+    assert all(close(v.data, math.log(math.exp(x) / z)) for v, x in zip(out, data, strict=True))
+    assert losses.log_softmax([backend(3.0)])[0].data == 0.0
+    with pytest.raises(ValueError, match="at least one logit"):
+        losses.log_softmax([])
+
+
+def test_cross_entropy_graph_needs_a_target_per_logit(backend):
+    with pytest.raises(ValueError, match="got 3 and 2"):
+        losses.cross_entropy_graph([backend(0.0)] * 3, [0.0, 1.0])
+    with pytest.raises(ValueError, match="got 0 and 0"):
+        losses.cross_entropy_graph([], [])
+
+
+def test_one_hot():
+    assert losses.one_hot(2, 4) == [0.0, 0.0, 1.0, 0.0]
+    for label in (-1, 4):
+        with pytest.raises(ValueError, match=f"label {label} is not one of 4 classes"):
+            losses.one_hot(label, 4)

@@ -298,6 +298,7 @@ def parse_args(
     parser = argparse.ArgumentParser(
         prog="python -m micrograd_cpp",
         description="Train micrograd's demo MLP on the two moons and time it against pure Python.",
+        epilog="python -m micrograd_cpp digits --help: classify handwritten digits instead.",
     )
     parser.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
     parser.add_argument(

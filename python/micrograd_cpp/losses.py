@@ -1,4 +1,5 @@
-"""Losses from the micrograd demos, building micrograd's graphs with fused sums (see ops)."""
+"""Losses from the micrograd demos, building micrograd's graphs with fused sums (see ops), and a
+softmax cross-entropy whose graph can be compiled once and replayed for every batch."""
 
 from collections.abc import Collection, Iterable, Sequence, Sized
 from typing import Any, Protocol, TypeVar
@@ -89,9 +90,62 @@ def cross_entropy(logits: Sequence[Value], target: int) -> Value:
     """Negative log-likelihood of class `target` under softmax(logits), as EurekaLabs writes it.
 
     -log(exp(logits[target]) / sum(exp(x) for x in logits)), without subtracting the max
-    first: exp overflows for logits above ~709, as in EurekaLabsAI/micrograd.
+    first: exp overflows for logits above ~709, as in EurekaLabsAI/micrograd. Its graph
+    depends on target (a Python index): to compile a loss once and replay it for every batch,
+    use cross_entropy_graph, which takes the label as leaf Values and is stable.
     """
     ex = [x.exp() for x in logits]
     denom = ops.sum(ex)
     # EurekaLabs normalises every probability; only the target's is part of the loss graph
     return -(ex[target] / denom).log()
+
+
+def log_softmax(logits: Sequence[Value]) -> list[Value]:
+    """log(softmax(logits)) as Values: x - shift - log(sum(exp(x - shift) for x in logits)).
+
+    Softmax is shift-invariant, so any shift gives the same numbers in exact arithmetic; the
+    shift only keeps exp in range. A shift frozen at compile time (a constant, or a leaf set
+    once) would stay correct for every replay, but only while the logits stay near it: a logit
+    more than ~709 above it overflows exp (OverflowError), and all of them ~745 below it
+    underflow the sum to 0, whose log raises ValueError. A leaf that the training loop sets
+    before each replay could only hold the previous forward's maximum (the loop sees the logits
+    after the forward). So the shift is the logits' maximum, recomputed by every forward from
+    ops that replay: max is no op, but max(m, x) is
+    m + relu(x - m) (equal to the larger one up to the rounding of x - m, which is harmless: the
+    largest shifted logit is within an ulp of 0, so exp never overflows and the sum is at least
+    ~1, never 0). The shift's gradient is zero in exact arithmetic; in floats it is a rounding
+    error of the order of 1e-16, passed on to the largest logit.
+    """
+    if not logits:
+        raise ValueError("log_softmax needs at least one logit")
+    shift = logits[0]
+    for x in logits[1:]:
+        shift = shift + (x - shift).relu()  # max(shift, x)
+    shifted = [x - shift for x in logits]
+    log_denom = ops.sum([z.exp() for z in shifted]).log()
+    return [z - log_denom for z in shifted]
+
+
+def cross_entropy_graph(logits: Sequence[Value], targets: Sequence[Value | float]) -> Value:
+    """-sum(t * log p for t, p in zip(targets, softmax(logits))): cross-entropy against targets,
+    a distribution over the classes, one-hot for a label (one_hot(label, len(logits))).
+
+    With the targets as leaf Values, the graph does not depend on the label: compile it once
+    (micrograd_cpp.compile) and set the targets' data for each batch before a replay. It equals
+    cross_entropy(logits, label) to 1e-12, its gradient too, and stays finite and accurate where
+    that one overflows or its gradient underflows (see log_softmax for the shift that keeps it
+    stable).
+    """
+    if len(logits) != len(targets) or not logits:
+        raise ValueError(
+            f"cross_entropy_graph needs as many targets as logits, got {len(logits)} and "
+            f"{len(targets)}"
+        )
+    return -ops.dot(targets, log_softmax(logits))
+
+
+def one_hot(label: int, classes: int) -> list[float]:
+    """[0.0] * classes with 1.0 at label: the targets of cross_entropy_graph for that label."""
+    if not 0 <= label < classes:
+        raise ValueError(f"label {label} is not one of {classes} classes")
+    return [float(j == label) for j in range(classes)]
