@@ -16,6 +16,7 @@ import tempfile
 import time
 from importlib import metadata
 
+import w5_digits
 import workloads
 
 COLUMNS = (
@@ -240,6 +241,46 @@ def w4(table, backends, quick, repeats):
     )
 
 
+def w5(table, backends, quick, repeats):
+    batch = 4 if quick else w5_digits.W5_BATCH
+    verbatim = f"W5 digits step, batch of {batch}, code as written (ms/step)"
+    compiled = f"W5 digits step, batch of {batch}, compiled replay (ms/step)"
+    table.baseline_rows[compiled] = verbatim
+    try:
+        w5_digits.data()
+    except ImportError as error:
+        table.skip(verbatim, "cpp", f"W5: {error}")
+        return "W5: skipped"
+    runs = [(verbatim, "verbatim", b, b) for b in backends if b != "torch"]
+    if "torch" in backends:
+        runs.append((verbatim, "batched", "torch", "batched"))
+    runs += [(compiled, "compiled", b, b) for b in ("cpp", "pure") if b in backends]
+    steps = {(row, column): w5_digits.Steps(v, b, batch) for row, v, b, column in runs}
+    history = {key: [] for key in steps}
+    for r in range(repeats):
+        for (row, column), s in steps.items():
+            if r >= repeats_for(s.seconds(), repeats):
+                continue
+            be = backends[s.name]
+            with be.running():
+                for _ in range(max(1, min(3 if quick else 10, int(0.05 / s.seconds())))):
+                    if not be.gc:
+                        gc.collect()  # the previous step's graph
+                    t0 = time.perf_counter_ns()
+                    loss = s.step()
+                    t1 = time.perf_counter_ns()
+                    history[(row, column)].append(loss)
+                    table.add(row, column, (t1 - t0) / 1e6)
+    for key, s in steps.items():
+        s.verify(history[key])
+    return (
+        f"W5: {w5_digits.nodes(batch):,} nodes a step (MLP(64, [32, 10]), EurekaLabs' "
+        "cross-entropy); compiled replay: micrograd_cpp.digits' batch graph "
+        "(losses.cross_entropy_graph) built once and replayed with optim.SGD; torch batched: "
+        "the same weights as float64 nn.Linear layers, F.cross_entropy, one thread"
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
@@ -250,7 +291,7 @@ def main(argv=None):
     print("\n".join(machine()), flush=True)
     backends, missing = loaded_backends()
     table, notes = Table(), []
-    for workload in (w1, w2, w3, w4):
+    for workload in (w1, w2, w3, w4, w5):
         start = time.perf_counter()
         notes.append(workload(table, backends, args.quick, repeats))
         seconds = time.perf_counter() - start
@@ -263,7 +304,8 @@ def main(argv=None):
     print(f"Medians over up to {repeats} repeats (W2: of every step timed), backends taking turns.")
     print(
         "(Nx) = micrograd's median / this one: how many times faster (smaller for W4); "
-        "W2's optim.SGD and compiled rows against micrograd running the notebook. "
+        "W2's optim.SGD and compiled rows against micrograd running the notebook, W5's compiled "
+        "row against micrograd running the code as written. "
         "torch runs one thread."
     )
     for note in notes:

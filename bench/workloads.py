@@ -4,6 +4,7 @@ W1  a seeded random program of scalar ops, each taking the previous result as fi
 W2  one training step of micrograd's demo.ipynb: MLP(2, [16, 16, 1]) on 100 moons, SVM loss
 W3  a deep chain, y = y*1.0001 + 0.0001 repeated n times
 W4  resident memory per graph node of W1, measured in a fresh interpreter per backend
+(W5, a digits classifier's training step, is in w5_digits.py.)
 
 Every workload runs on each backend of BACKENDS: micrograd-cpp's C++ engine ('cpp') and its
 pure-Python oracle ('pure'), and, when installed, upstream micrograd 0.1.0 as users run it
