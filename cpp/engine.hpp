@@ -7,11 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "pymath.hpp"
+#include "rules.hpp"
 
 namespace mg {
-
-enum class Op : std::uint8_t { leaf, add, mul, pow, relu, tanh, exp, log, custom };
 
 enum NodeFlags : std::uint8_t {
     has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
@@ -102,6 +100,8 @@ Node* relu(Node* a);
 Node* tanh(Node* a);
 Node* exp(Node* a, Status* status);
 Node* log(Node* a, Status* status);
+// Any built-in unary op but '**' (Note [Op table]): the binding's methods use this one.
+Node* unary_node(Op op, Node* a, Status* status);
 
 // Makes n a custom node with these children (a leaf if there are none), as Value(data, children,
 // op) does. A node that may already have parents is checked first: if it would become its own

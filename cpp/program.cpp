@@ -13,29 +13,8 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
-// Whether replaying this node can raise (Note [Slots]). '**', exp and log can, on some values.
-// tanh's forward cannot, but its rule computes t**2, which overflows for |t| > ~1.3e154: never a
-// value tanh computes, but the one a node holds when compiled (set by hand) is replayed until a
-// forward. add, mul and relu never raise: inf and nan are their results.
-bool can_fail(const Node* n) {
-    switch (n->op) {
-        case Op::pow:
-        case Op::exp:
-        case Op::log:
-            return true;
-        case Op::tanh: {
-            double square;
-            return py_pow(n->data, 2.0, &square) != Status::ok;
-        }
-        case Op::leaf:
-        case Op::add:
-        case Op::mul:
-        case Op::relu:
-        case Op::custom:
-            break;
-    }
-    return false;
-}
+// Whether replaying this node can raise (Note [Slots]): its op's can_fail (Note [Op table]).
+bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
 // op, then micrograd's order, or micrograd's order alone if keep_order. first and second are the
@@ -67,8 +46,7 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
-    sort_by(static_cast<std::size_t>(Op::custom) + 1,
-            [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
+    sort_by(op_count, [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
     return rules;
 }
@@ -180,26 +158,8 @@ struct Backward {
 // Pass<op>::run over a run of slots of one op, the op a constant in its loop.
 template <template <Op> class Pass>
 std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
-    switch (op) {
-        case Op::add:
-            return Pass<Op::add>::run(t, begin, end, status);
-        case Op::mul:
-            return Pass<Op::mul>::run(t, begin, end, status);
-        case Op::pow:
-            return Pass<Op::pow>::run(t, begin, end, status);
-        case Op::relu:
-            return Pass<Op::relu>::run(t, begin, end, status);
-        case Op::tanh:
-            return Pass<Op::tanh>::run(t, begin, end, status);
-        case Op::exp:
-            return Pass<Op::exp>::run(t, begin, end, status);
-        case Op::log:
-            return Pass<Op::log>::run(t, begin, end, status);
-        case Op::leaf:
-        case Op::custom:
-            break;  // never in a run
-    }
-    return end;
+    return with_rule(
+        op, [&](auto rule) { return Pass<decltype(rule)::op>::run(t, begin, end, status); });
 }
 
 }  // namespace

@@ -465,25 +465,7 @@ PyObject* get_prev(PyObject* self, void*) {
 }
 
 PyObject* builtin_op_label(const Node* n) {
-    switch (n->op) {
-        case Op::leaf:
-        case Op::custom:
-            return PyUnicode_FromString("");
-        case Op::add:
-            return PyUnicode_FromString("+");
-        case Op::mul:
-            return PyUnicode_FromString("*");
-        case Op::relu:
-            return PyUnicode_FromString("ReLU");
-        case Op::tanh:
-            return PyUnicode_FromString("tanh");
-        case Op::exp:
-            return PyUnicode_FromString("exp");
-        case Op::log:
-            return PyUnicode_FromString("log");
-        case Op::pow:
-            break;
-    }
+    if (const char* label = facts(n->op).label) return PyUnicode_FromString(label);
     // f'**{other}' for an exact int or float exponent; other exponents stored their label.
     const double e = n->operands.pow.exponent;
     if (n->flags & exponent_is_int) {
@@ -562,16 +544,11 @@ PyObject* status_result(Status status) {
     return nullptr;
 }
 
-PyObject* method_relu(PyObject* self, PyObject*) { return to_python_owned(relu(node_of(self))); }
-PyObject* method_tanh(PyObject* self, PyObject*) { return to_python_owned(tanh(node_of(self))); }
-PyObject* method_exp(PyObject* self, PyObject*) {
+// v.relu(), v.tanh(), ...: a built-in unary op's node (Note [Op table]).
+template <Op op>
+PyObject* method_unary(PyObject* self, PyObject*) {
     Status s;
-    Node* n = exp(node_of(self), &s);
-    return finish(n, s);
-}
-PyObject* method_log(PyObject* self, PyObject*) {
-    Status s;
-    Node* n = log(node_of(self), &s);
+    Node* n = unary_node(op, node_of(self), &s);
     return finish(n, s);
 }
 PyObject* method_backward(PyObject* self, PyObject*) {
@@ -626,10 +603,12 @@ PyMethodDef value_methods[] = {
      "__init__($self, /, data, _children=(), _op='', label='')\n--\n\n"
      "Initialize self: a leaf holding float(data), or a node over _children made by _op."},
 #endif
-    {"relu", guarded<method_relu>, METH_NOARGS, "max(0, x), micrograd's ReLU node"},
-    {"tanh", guarded<method_tanh>, METH_NOARGS, "math.tanh(x)"},
-    {"exp", guarded<method_exp>, METH_NOARGS, "math.exp(x)"},
-    {"log", guarded<method_log>, METH_NOARGS, "math.log(x)"},
+    {"relu", guarded<method_unary<Op::relu>>, METH_NOARGS, "max(0, x), micrograd's ReLU node"},
+    {"tanh", guarded<method_unary<Op::tanh>>, METH_NOARGS, "math.tanh(x)"},
+    {"exp", guarded<method_unary<Op::exp>>, METH_NOARGS, "math.exp(x)"},
+    {"log", guarded<method_unary<Op::log>>, METH_NOARGS, "math.log(x)"},
+    {"sigmoid", guarded<method_unary<Op::sigmoid>>, METH_NOARGS,
+     "1 / (1 + math.exp(-x)), computed so that it never overflows"},
     {"backward", guarded<method_backward>, METH_NOARGS,
      "Backpropagate from this Value: its grad is set to 1 and every local rule is applied in "
      "reverse topological order, accumulating into the grads below it."},

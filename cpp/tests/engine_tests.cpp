@@ -578,6 +578,34 @@ TEST(tanh_value_and_rule) {
     CHECK_SAME(big->grad, prior);
 }
 
+TEST(sigmoid_value_and_rule) {
+    const double g = 0.75, prior = 0.5;
+    for (double x : {0.5, -1.0, 2.0, -3.0, 1e-3}) {
+        Owned own;
+        Node* a = own(mg::new_leaf(x));
+        Status status = Status::callback_failed;
+        Node* s = own(mg::unary_node(Op::sigmoid, a, &status));
+        CHECK_STATUS(status, Status::ok);
+        REQUIRE(s != nullptr);
+        CHECK(s->op == Op::sigmoid);
+        CHECK(kid(s, 0) == a);
+        const double half_tanh = 0.5 * std::tanh(0.5 * x);  // sigmoid(x) == 1/2 + tanh(x/2)/2
+        CHECK_NEAR(s->data, 0.5 + half_tanh);
+        CHECK_STATUS(apply_rule(s, g, prior), Status::ok);
+        const double ch = std::cosh(0.5 * x);
+        CHECK_NEAR(a->grad, prior + g / (4.0 * ch * ch));  // d sigmoid/dx == 1 / (4 cosh(x/2)**2)
+    }
+    // exp never overflows: the far tails are exactly 0 and 1, and nothing fails.
+    for (double x : {-1000.0, -1e308, 1000.0, 1e308}) {
+        Owned own;
+        Status status = Status::callback_failed;
+        Node* s = own(mg::unary_node(Op::sigmoid, own(mg::new_leaf(x)), &status));
+        CHECK_STATUS(status, Status::ok);
+        REQUIRE(s != nullptr);
+        CHECK_SAME(s->data, x < 0 ? 0.0 : 1.0);
+    }
+}
+
 TEST(exp_value_and_rule) {
     struct Case {
         double x, value;  // value == e ** x == d exp(x)/dx
