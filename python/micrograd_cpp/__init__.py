@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .engine import BACKEND, Value
+from .gradcheck import GradcheckError, gradcheck
 from .ops import dot, sum
 from .program import compile
 
@@ -33,4 +34,14 @@ def install_as_micrograd() -> None:
     sys.modules.update(ours)
 
 
-__all__ = ["BACKEND", "Value", "__version__", "compile", "dot", "install_as_micrograd", "sum"]
+__all__ = [
+    "BACKEND",
+    "GradcheckError",
+    "Value",
+    "__version__",
+    "compile",
+    "dot",
+    "gradcheck",
+    "install_as_micrograd",
+    "sum",
+]
