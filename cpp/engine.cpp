@@ -1,14 +1,12 @@
 #include "engine.hpp"
 
+#include "deferred_stores.hpp"
 #include "node_pool.hpp"
 #include "rules.hpp"
 
 namespace mg {
 
 Hooks hooks;
-std::uint64_t inner_grad_writes = 0;
-Program* unsettled_program = nullptr;
-std::uint64_t exposures = 0;
 std::uint32_t nodes_made = 0;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
@@ -346,7 +344,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
 // Backward
 
 void topological_order(Node* root, std::vector<Node*>& order) {
-    settle();
+    settle();  // Note [Deferred stores]
     std::vector<Frame> stack;
     topological_order_with(root, order, stack);
 }
@@ -367,7 +365,7 @@ inline Status local_rule(Node* n) {
         // The user's code may have replayed a program, which settle() marks in step with the
         // nodes; the built-in rules that follow write grads it holds (Note [Deferred stores]).
         settle();
-        ++inner_grad_writes;
+        grads_written();
         return status;
     }
     return builtin_rule(n);
@@ -375,14 +373,15 @@ inline Status local_rule(Node* n) {
 
 }  // namespace
 
+// Both write grads a program may keep (Note [Deferred stores]).
 Status apply_local_rule(Node* n) {
     settle();
-    ++inner_grad_writes;
+    grads_written();
     return local_rule(n);
 }
 Status apply_builtin_rule(Node* n) {
     settle();
-    ++inner_grad_writes;
+    grads_written();
     return builtin_rule(n);
 }
 
@@ -394,9 +393,9 @@ Status backward(Node* root) {
     std::vector<Node*>& order = scratch.claimed() ? shared_order : own_order;
     std::vector<Frame>& stack = scratch.claimed() ? shared_stack : own_stack;
 
-    settle();
+    settle();  // Note [Deferred stores]
     const std::uint8_t flags = topological_order_with(root, order, stack);
-    ++inner_grad_writes;
+    grads_written();
     root->grad = 1.0;
     Status status = Status::ok;
     if (!(flags & has_python_backward)) {

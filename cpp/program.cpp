@@ -245,10 +245,8 @@ Program::~Program() {
     for (Node* n : nodes_) release(n);
 }
 
-void settle_program() { unsettled_program->settle(); }
-
 void Program::settle() {
-    if (unsettled_program != this) return;
+    if (unsettled != this) return;
     // The nodes without a Python object are the ones left; none got one since (expose()).
     for (std::size_t s = 0; s < nodes_.size(); ++s) {
         Node* n = nodes_[s];
@@ -256,12 +254,12 @@ void Program::settle() {
         if (holding_data_ && s >= leaves_) n->data = data_[s];
         n->grad = grad_[s];
     }
-    unsettled_program = nullptr;
+    unsettled = nullptr;
     grads_read_at_ = ++inner_grad_writes;
 }
 
 void Program::begin_pass() {
-    if (unsettled_program && unsettled_program != this) settle_program();
+    if (unsettled && unsettled != this) unsettled->settle();
     if (visible_at_ != exposures) list_visible();
 }
 
@@ -274,10 +272,10 @@ void Program::list_visible() {
 }
 
 void Program::defer(bool holding_data) {
-    if (unsettled_program == this) {
+    if (unsettled == this) {
         holding_data_ = holding_data_ || holding_data;
     } else {
-        unsettled_program = this;
+        unsettled = this;
         holding_data_ = holding_data;
     }
     count_grad_writes();
@@ -293,12 +291,12 @@ void Program::count_grad_writes() {
 
 Status Program::forward() {
     begin_pass();
-    const bool unsettled = unsettled_program == this;
+    const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     for (std::size_t s = 0; s < leaves_; ++s) {
         data_[s] = nodes_[s]->data;
         // Settled, the nodes hold the leaves' grads; unsettled, grad_ does for the hidden ones.
-        if (!unsettled) grad_[s] = nodes_[s]->grad;
+        if (!is_unsettled) grad_[s] = nodes_[s]->grad;
     }
     // The slots visited before `done` (from leaves_ on) have their new values.
     std::size_t done = leaves_;
@@ -334,7 +332,7 @@ Status Program::forward() {
         nodes_[s]->data = data_[s];
         nodes_[s]->grad = 0.0;
     }
-    if (unsettled) {
+    if (is_unsettled) {
         settle();
     } else {
         count_grad_writes();
@@ -344,12 +342,12 @@ Status Program::forward() {
 
 Status Program::backward() {
     begin_pass();
-    const bool unsettled = unsettled_program == this;
+    const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     // Start from the nodes' grads. Those with a Python object may have been set since (zero_grad
     // on the parameters); the others only by something that walked the graph, which counted
     // in inner_grad_writes, unless grad_ holds them (unsettled).
-    if (!unsettled && grads_read_at_ != inner_grad_writes) {
+    if (!is_unsettled && grads_read_at_ != inner_grad_writes) {
         for (std::size_t s = 0; s < count; ++s) grad_[s] = nodes_[s]->grad;
     } else {
         for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;

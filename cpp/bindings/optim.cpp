@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "../deferred_stores.hpp"
 #include "optim.hpp"
 
 namespace mg::python {
@@ -177,7 +178,7 @@ PyObject* zero_grads(PyObject*, PyObject* arg) {
     if (!items) return nullptr;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
         Node* n = node_of(PySequence_Fast_GET_ITEM(items, i));
-        if (n->flags & has_had_children) ++inner_grad_writes;
+        grad_written(n);  // Note [Deferred stores]
         n->grad = 0.0;
     }
     Py_DECREF(items);

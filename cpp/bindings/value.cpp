@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../deferred_stores.hpp"
 #include "../node_pool.hpp"
 #include "guarded.hpp"
 
@@ -316,7 +317,7 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     }
     Py_DECREF(items);
     if (!ok) return -1;
-    if (n->flags & has_had_children) ++inner_grad_writes;
+    grad_written(n);  // reset below (Note [Deferred stores])
     if (!reached_outside && (n->flags & may_reach_outside)) {  // from its new children
         track(self);
         spread_from(n);
@@ -444,7 +445,7 @@ int set_data(PyObject* self, PyObject* value, void*) {
 }
 int set_grad(PyObject* self, PyObject* value, void*) {
     Node* n = node_of(self);
-    if (n->flags & has_had_children) ++inner_grad_writes;
+    grad_written(n);  // Note [Deferred stores]
     return set_number(value, &n->grad, "grad");
 }
 
@@ -882,7 +883,7 @@ PyType_Spec value_spec = {
 
 PyObject* to_python(Node* n) {
     if (n->handle) return Py_NewRef(static_cast<PyObject*>(n->handle));
-    expose();
+    expose();  // Note [Deferred stores]
     // The node's C++ owners now each hold a reference to its object instead (Note [Ownership]).
     PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs) + 1);
     if (o) n->refs = 1;
@@ -891,7 +892,7 @@ PyObject* to_python(Node* n) {
 
 PyObject* to_python_owned(Node* n) {
     if (n->handle) return static_cast<PyObject*>(n->handle);  // already a Python reference
-    if (n->refs > 1) expose();                                // not a node just made
+    if (n->refs > 1) expose();  // not a node just made: Note [Deferred stores]
     PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs));
     if (o) {
         n->refs = 1;
