@@ -227,14 +227,6 @@ void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value) {
     Py_XDECREF(old);
 }
 
-PyObject* finish(Node* n, Status status) {
-    if (!n) {
-        set_error(status);
-        return nullptr;
-    }
-    return to_python_owned(n);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Construction: Value(data, _children=(), _op='', label='')
 
@@ -246,23 +238,6 @@ bool as_data(PyObject* o, double* out) {
     double d = PyFloat_AsDouble(o);  // __float__, else __index__; TypeError for anything else
     if (d == -1.0 && PyErr_Occurred()) return false;
     *out = d;
-    return true;
-}
-
-// The nodes of the Values in `items` (from PySequence_Fast), borrowed from it; false with
-// TypeError if an item is not a Value.
-bool nodes_of(PyObject* items, std::vector<Node*>& kids) {
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    kids.reserve(static_cast<std::size_t>(count));
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
-        if (!is_value(item)) {
-            PyErr_Format(PyExc_TypeError, "children must be Values, not %.200s",
-                         Py_TYPE(item)->tp_name);
-            return false;
-        }
-        kids.push_back(node_of(item));
-    }
     return true;
 }
 
@@ -307,7 +282,7 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     bool ok = false;
     try {  // Note [No C++ exception crosses into CPython]: give items back first
         std::vector<Node*> kids;
-        if (nodes_of(items, kids)) {
+        if (nodes_of(items, kids, "children")) {
             ok = set_children(n, kids.data(), kids.size(), may_have_parents);
             if (!ok) PyErr_SetString(PyExc_ValueError, "a Value cannot be its own descendant");
         }
@@ -539,10 +514,9 @@ PyMemberDef value_members[] = {
 // ---------------------------------------------------------------------------------------------
 // Methods
 
-PyObject* status_result(Status status) {
-    if (status == Status::ok) Py_RETURN_NONE;
-    if (status != Status::callback_failed) set_error(status);
-    return nullptr;
+// None, or the exception for a failure.
+PyObject* none_or_error(Status status) {
+    return status == Status::ok ? Py_NewRef(Py_None) : set_error(status);
 }
 
 // v.relu(), v.tanh(), ...: a built-in unary op's node (Note [Op table]).
@@ -550,13 +524,13 @@ template <Op op>
 PyObject* method_unary(PyObject* self, PyObject*) {
     Status s;
     Node* n = unary_node(op, node_of(self), &s);
-    return finish(n, s);
+    return n ? to_python_owned(n) : set_error(s);
 }
 PyObject* method_backward(PyObject* self, PyObject*) {
-    return status_result(backward(node_of(self)));
+    return none_or_error(backward(node_of(self)));
 }
 PyObject* method_builtin_rule(PyObject* self, PyObject*) {
-    return status_result(apply_builtin_rule(node_of(self)));
+    return none_or_error(apply_builtin_rule(node_of(self)));
 }
 
 // _clone(children): a new Value of the same type, op, data, grad, exponent and _backward over
@@ -567,7 +541,7 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
     Node* copy = nullptr;
     try {  // Note [No C++ exception crosses into CPython]: give items back first
         std::vector<Node*> kids;
-        if (nodes_of(items, kids)) {
+        if (nodes_of(items, kids, "children")) {
             copy = clone(node_of(self), kids.data(), kids.size());
             if (!copy) {
                 PyErr_SetString(PyExc_ValueError, "_clone() needs as many children as the op has");
@@ -922,39 +896,55 @@ PyObject* objects_of(const std::vector<Node*>& nodes, bool as_list) {
     return out;
 }
 
-void set_error(Status status) {
+PyObject* set_error(Status status) {
     switch (status) {
         case Status::ok:
         case Status::callback_failed:
-            return;
+            break;
         case Status::zero_to_negative_power:
             PyErr_SetString(PyExc_ZeroDivisionError, "0.0 cannot be raised to a negative power");
-            return;
+            break;
         case Status::pow_out_of_range:
             errno = ERANGE;
             PyErr_SetFromErrno(PyExc_OverflowError);
-            return;
+            break;
         case Status::pow_domain_error:
             errno = EDOM;
             PyErr_SetFromErrno(PyExc_ValueError);
-            return;
+            break;
         case Status::complex_power:
             PyErr_SetString(PyExc_ValueError,
                             "negative number cannot be raised to a fractional power");
-            return;
+            break;
         case Status::complex_overflow:
             PyErr_SetString(PyExc_OverflowError, "complex exponentiation");
-            return;
+            break;
         case Status::math_range_error:
             PyErr_SetString(PyExc_OverflowError, "math range error");
-            return;
+            break;
         case Status::math_domain_error:
             PyErr_SetString(PyExc_ValueError, "math domain error");
-            return;
+            break;
         case Status::division_by_zero:
             PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
-            return;
+            break;
     }
+    return nullptr;
+}
+
+bool nodes_of(PyObject* items, std::vector<Node*>& nodes, const char* what) {
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    nodes.reserve(static_cast<std::size_t>(count));
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
+        if (!is_value(item)) {
+            PyErr_Format(PyExc_TypeError, "%s must be Values, not %.200s", what,
+                         Py_TYPE(item)->tp_name);
+            return false;
+        }
+        nodes.push_back(node_of(item));
+    }
+    return true;
 }
 
 bool is_number(PyObject* o) {

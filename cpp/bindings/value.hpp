@@ -63,8 +63,15 @@ PyObject* to_python_owned(Node* n);
 // The objects of these nodes, in order: a new list (as_list) or tuple.
 PyObject* objects_of(const std::vector<Node*>& nodes, bool as_list);
 
-// Sets the Python exception Python's own float arithmetic raises for this failure.
-void set_error(Status status);
+// Sets the Python exception Python's own float arithmetic raises for this failure; for
+// callback_failed, the one the user's code raised is set already. Returns null, so that a
+// function that fails can `return set_error(status);`. Every Status becomes an exception here.
+PyObject* set_error(Status status);
+
+// The nodes of the Values in `items` (a PySequence_Fast result), appended to `nodes` and
+// borrowed from it: the one conversion of a sequence of Values to nodes. False, with "<what>
+// must be Values" (TypeError), if an item is not a Value.
+bool nodes_of(PyObject* items, std::vector<Node*>& nodes, const char* what);
 
 // Operands: Values, or real numbers (int, float, bool, numbers.Real such as numpy scalars).
 bool is_number(PyObject* o);
