@@ -1,5 +1,6 @@
 """micrograd-cpp: micrograd's scalar autograd engine, running in C++."""
 
+from . import _backend  # noqa: F401  # first: it warns at the line that imports micrograd_cpp
 from ._version import __version__
 from .engine import BACKEND, Value
 from .gradcheck import GradcheckError, gradcheck
