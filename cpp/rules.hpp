@@ -241,7 +241,13 @@ inline constexpr OpFacts op_facts[op_count] = {
 };
 inline const OpFacts& facts(Op op) { return op_facts[static_cast<std::size_t>(op)]; }
 
-inline bool is_binary(Op op) { return facts(op).arity == 2; }
+// The binary ops as bits of one constant, so that backward's walk tests an op without a load.
+#define MG_OP_BINARY_BIT(name) \
+    | (Rule<Op::name>::arity == 2 ? std::uint32_t{1} << static_cast<unsigned>(Op::name) : 0u)
+inline constexpr std::uint32_t binary_ops = 0u MG_OPS(MG_OP_BINARY_BIT);
+#undef MG_OP_BINARY_BIT
+static_assert(op_count <= 32, "binary_ops has a bit per op");
+inline bool is_binary(Op op) { return (binary_ops >> static_cast<unsigned>(op)) & 1u; }
 // Whether nodes of this op have a built-in forward and rule (not a leaf, not a Python op).
 inline bool is_builtin(Op op) { return op != Op::leaf && op != Op::custom; }
 
