@@ -19,9 +19,9 @@
 // borrowed reference or a length, it makes none of these calls; or it first takes strong
 // references (retains the nodes, copies the sequence with PySequence_Fast or PySequence_Tuple
 // and keeps that alive) and re-checks lengths after each call. How each part obeys it:
-// - objects_of() (value.cpp), the one place that turns nodes into objects in bulk (_children,
-//   _prev, topological_order): retains every node, then allocates the container and each
-//   object, then releases the nodes. _prev builds its set from the _children tuple, so
+// - objects_of() (value_lifecycle.cpp), the one place that turns nodes into objects in bulk
+//   (_children, _prev, topological_order): retains every node, then allocates the container and
+//   each object, then releases the nodes. _prev builds its set from the _children tuple, so
 //   __hash__ and __eq__ run while the tuple owns every child.
 // - Value.__init__ and _clone read numbers (__float__) and copy the children with
 //   PySequence_Fast before reading any node, and call nothing between reading the nodes and
