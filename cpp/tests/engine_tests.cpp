@@ -1749,6 +1749,36 @@ TEST(program_replays_with_shared_nodes) {
     delete program;
 }
 
+// sigmoid comes after custom in the op table: the schedule sorts its runs into a bucket of its
+// own (Note [Op table]: op_count sizes them), and the replay equals backward() bit for bit.
+TEST(a_replay_runs_an_op_listed_after_custom) {
+    static_assert(static_cast<std::size_t>(Op::sigmoid) > static_cast<std::size_t>(Op::custom));
+    Owned own;
+    Node* w = own(mg::new_leaf(0.75));
+    std::vector<Node*> xs;
+    Node* root = nullptr;
+    for (int i = 0; i < 16; ++i) {
+        Node* x = own(mg::new_leaf(0.25 * i - 2.0));
+        xs.push_back(x);
+        Status status = Status::callback_failed;
+        Node* s = own(mg::unary_node(Op::sigmoid, own(mg::mul(x, w)), &status));
+        CHECK_STATUS(status, Status::ok);
+        root = root ? own(mg::add(root, s)) : s;
+    }
+    CHECK_STATUS(mg::backward(root), Status::ok);
+    std::vector<double> want;
+    for (Node* x : xs) want.push_back(x->grad);
+    const double want_w = w->grad;
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    program->zero_grad();
+    CHECK_STATUS(program->forward(), Status::ok);
+    CHECK_STATUS(program->backward(), Status::ok);
+    delete program;  // stores every grad
+    for (std::size_t i = 0; i < xs.size(); ++i) CHECK_SAME(xs[i]->grad, want[i]);
+    CHECK_SAME(w->grad, want_w);
+}
+
 TEST(a_dropped_program_stores_its_results) {
     SharedGraph g(2.0, 3.0);
     mg::Program* program = compiled(g.root);
