@@ -1,14 +1,12 @@
 #include "engine.hpp"
 
+#include "deferred_stores.hpp"
 #include "node_pool.hpp"
 #include "rules.hpp"
 
 namespace mg {
 
 Hooks hooks;
-std::uint64_t inner_grad_writes = 0;
-Program* unsettled_program = nullptr;
-std::uint64_t exposures = 0;
 std::uint32_t nodes_made = 0;
 
 static void assign_children(Node* n, Node* const* kids, std::size_t count);
@@ -258,12 +256,13 @@ Node* mul_constant(Node* a, double c) {
 
 namespace {
 
-// A unary op's node, or null with *status set if its forward fails.
+// A unary op's node over a (borrowed), or null with *status set if its forward fails. The
+// forward runs first, so a failure, or no memory for the node, leaves a's references as they were.
 Node* unary_op(Op op, Node* a, double exponent, Status* status) {
     double out;
     *status = forward_value(op, a->data, 0.0, exponent, &out);
     if (*status != Status::ok) return nullptr;
-    Node* n = unary(op, a, out);
+    Node* n = unary(op, retained(a), out);
     if (op == Op::pow) n->operands.pow.exponent = exponent;
     return n;
 }
@@ -271,33 +270,24 @@ Node* unary_op(Op op, Node* a, double exponent, Status* status) {
 }  // namespace
 
 Node* pow(Node* a, double exponent, Status* status) {
-    Node* n = unary_op(Op::pow, a, exponent, status);
-    if (n) retain(a);
-    return n;
+    return unary_op(Op::pow, a, exponent, status);
 }
 
 Node* relu(Node* a) { return relu_taking(retained(a)); }
 Node* relu_taking(Node* a) {
-    Status ok;
-    return unary_op(Op::relu, a, 0.0, &ok);
+    double out;
+    forward_value(Op::relu, a->data, 0.0, 0.0, &out);
+    return unary(Op::relu, a, out);
 }
 
 Node* tanh(Node* a) {
     Status ok;
-    return unary_op(Op::tanh, retained(a), 0.0, &ok);
+    return unary_op(Op::tanh, a, 0.0, &ok);
 }
 
-Node* exp(Node* a, Status* status) {
-    Node* n = unary_op(Op::exp, a, 0.0, status);
-    if (n) retain(a);
-    return n;
-}
-
-Node* log(Node* a, Status* status) {
-    Node* n = unary_op(Op::log, a, 0.0, status);
-    if (n) retain(a);
-    return n;
-}
+Node* exp(Node* a, Status* status) { return unary_op(Op::exp, a, 0.0, status); }
+Node* log(Node* a, Status* status) { return unary_op(Op::log, a, 0.0, status); }
+Node* unary_node(Op op, Node* a, Status* status) { return unary_op(op, a, 0.0, status); }
 
 bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_parents) {
     if (count && may_have_parents && reaches(kids, count, n)) return false;
@@ -306,11 +296,8 @@ bool set_children(Node* n, Node* const* kids, std::size_t count, bool may_have_p
 }
 
 Node* clone(const Node* n, Node* const* kids, std::size_t count) {
-    const std::size_t operands = n->op == Op::add || n->op == Op::mul ? 2
-                                 : n->op == Op::leaf                  ? 0
-                                                                      : 1;
-    if (n->op != Op::custom && count != operands) return nullptr;
-    if (n->op == Op::custom && count == 0) return nullptr;
+    const int arity = facts(n->op).arity;
+    if (arity == any_arity ? count == 0 : count != static_cast<std::size_t>(arity)) return nullptr;
     Node* c = make(Op::leaf, n->data, 0);
     try {
         assign_children(c, kids, count);
@@ -357,7 +344,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
 // Backward
 
 void topological_order(Node* root, std::vector<Node*>& order) {
-    settle();
+    settle();  // Note [Deferred stores]
     std::vector<Frame> stack;
     topological_order_with(root, order, stack);
 }
@@ -365,7 +352,7 @@ void topological_order(Node* root, std::vector<Node*>& order) {
 namespace {
 
 inline Status builtin_rule(Node* n) {
-    if (n->op == Op::leaf || n->op == Op::custom) return Status::ok;
+    if (!is_builtin(n->op)) return Status::ok;
     Node* a = n->operands.pair[0];
     Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
     const double e = n->op == Op::pow ? n->operands.pow.exponent : 0.0;
@@ -378,7 +365,7 @@ inline Status local_rule(Node* n) {
         // The user's code may have replayed a program, which settle() marks in step with the
         // nodes; the built-in rules that follow write grads it holds (Note [Deferred stores]).
         settle();
-        ++inner_grad_writes;
+        grads_written();
         return status;
     }
     return builtin_rule(n);
@@ -386,14 +373,15 @@ inline Status local_rule(Node* n) {
 
 }  // namespace
 
+// Both write grads a program may keep (Note [Deferred stores]).
 Status apply_local_rule(Node* n) {
     settle();
-    ++inner_grad_writes;
+    grads_written();
     return local_rule(n);
 }
 Status apply_builtin_rule(Node* n) {
     settle();
-    ++inner_grad_writes;
+    grads_written();
     return builtin_rule(n);
 }
 
@@ -405,9 +393,9 @@ Status backward(Node* root) {
     std::vector<Node*>& order = scratch.claimed() ? shared_order : own_order;
     std::vector<Frame>& stack = scratch.claimed() ? shared_stack : own_stack;
 
-    settle();
+    settle();  // Note [Deferred stores]
     const std::uint8_t flags = topological_order_with(root, order, stack);
-    ++inner_grad_writes;
+    grads_written();
     root->grad = 1.0;
     Status status = Status::ok;
     if (!(flags & has_python_backward)) {

@@ -7,16 +7,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "pymath.hpp"
+#include "rules.hpp"
 
 namespace mg {
-
-enum class Op : std::uint8_t { leaf, add, mul, pow, relu, tanh, exp, log, custom };
 
 enum NodeFlags : std::uint8_t {
     has_python_backward = 1,  // the user assigned _backward: backward() calls the hook
     exponent_is_int = 2,      // the '**' label prints the exponent as an integer
-    has_had_children = 4,     // once an inner node, so its grad may be a Program's to keep
+    has_had_children = 4,     // once an inner node, so a replay may keep its grad
     has_custom_entry = 8,     // the binding keeps a user's _op or _backward for its object
     // Its object, or one below it, may refer outside the graph (Note [Cycle collection] in the
     // binding); set by the binding, passed from operands to each node made over them.
@@ -61,8 +59,8 @@ inline Node* const* children(const Node* n) {
 
 // Note [Creation order]
 // Every node is made after its operands, so the order the nodes were made in is a topological
-// order, the one a Python program that builds the graph afresh evaluates it in. A replay's
-// forward follows it (Program::compile), so that a replay fails at the node a rebuild fails at,
+// order, the one Python code that builds the graph afresh evaluates it in. A replay's forward
+// follows it (program.hpp: compile), so that a replay fails at the node a rebuild fails at,
 // with the same exception. `made` counts modulo 2**32: within one graph, the age of a node is
 // its root's stamp minus its own, exact while the graph was made within 2**32 node creations
 // (compile() checks that the order it gets is topological, and keeps its own if not).
@@ -102,6 +100,8 @@ Node* relu(Node* a);
 Node* tanh(Node* a);
 Node* exp(Node* a, Status* status);
 Node* log(Node* a, Status* status);
+// Any built-in unary op but '**' (Note [Op table]): the binding's methods use this one.
+Node* unary_node(Op op, Node* a, Status* status);
 
 // Makes n a custom node with these children (a leaf if there are none), as Value(data, children,
 // op) does. A node that may already have parents is checked first: if it would become its own
@@ -129,29 +129,5 @@ Status apply_builtin_rule(Node* n);
 // micrograd's backward(): root grad set to 1, local rules in reverse topological order,
 // accumulating. Stops at the first rule that fails and returns its status.
 Status backward(Node* root);
-
-// Counts the times anything but a Program may have written the grad of a non-leaf node
-// (backward, a local rule, a user's assignment), so a Program knows when it must re-read them.
-extern std::uint64_t inner_grad_writes;
-
-// Note [Deferred stores]
-// A Program's replay stores its results at once only in the nodes that have a Python object, the
-// ones a user can read; the others (most of a network: the fused layers make them) keep theirs
-// in the program's arrays. At most one program is unsettled like this. Anything else that reads
-// or writes nodes by walking the graph calls settle() first, which stores them, and the binding
-// calls expose() before it gives a node a Python object, so the program stores it at once from
-// then on.
-class Program;
-extern Program* unsettled_program;
-void settle_program();  // stores the unsettled program's deferred results
-inline void settle() {
-    if (unsettled_program) settle_program();
-}
-// Counts the nodes given a Python object after they were made.
-extern std::uint64_t exposures;
-inline void expose() {
-    settle();
-    ++exposures;
-}
 
 }  // namespace mg

@@ -13,29 +13,8 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
-// Whether replaying this node can raise (Note [Slots]). '**', exp and log can, on some values.
-// tanh's forward cannot, but its rule computes t**2, which overflows for |t| > ~1.3e154: never a
-// value tanh computes, but the one a node holds when compiled (set by hand) is replayed until a
-// forward. add, mul and relu never raise: inf and nan are their results.
-bool can_fail(const Node* n) {
-    switch (n->op) {
-        case Op::pow:
-        case Op::exp:
-        case Op::log:
-            return true;
-        case Op::tanh: {
-            double square;
-            return py_pow(n->data, 2.0, &square) != Status::ok;
-        }
-        case Op::leaf:
-        case Op::add:
-        case Op::mul:
-        case Op::relu:
-        case Op::custom:
-            break;
-    }
-    return false;
-}
+// Whether replaying this node can raise (Note [Slots]): its op's can_fail (Note [Op table]).
+bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
 // op, then micrograd's order, or micrograd's order alone if keep_order. first and second are the
@@ -67,8 +46,7 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
-    sort_by(static_cast<std::size_t>(Op::custom) + 1,
-            [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
+    sort_by(op_count, [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
     return rules;
 }
@@ -180,26 +158,8 @@ struct Backward {
 // Pass<op>::run over a run of slots of one op, the op a constant in its loop.
 template <template <Op> class Pass>
 std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
-    switch (op) {
-        case Op::add:
-            return Pass<Op::add>::run(t, begin, end, status);
-        case Op::mul:
-            return Pass<Op::mul>::run(t, begin, end, status);
-        case Op::pow:
-            return Pass<Op::pow>::run(t, begin, end, status);
-        case Op::relu:
-            return Pass<Op::relu>::run(t, begin, end, status);
-        case Op::tanh:
-            return Pass<Op::tanh>::run(t, begin, end, status);
-        case Op::exp:
-            return Pass<Op::exp>::run(t, begin, end, status);
-        case Op::log:
-            return Pass<Op::log>::run(t, begin, end, status);
-        case Op::leaf:
-        case Op::custom:
-            break;  // never in a run
-    }
-    return end;
+    return with_rule(
+        op, [&](auto rule) { return Pass<decltype(rule)::op>::run(t, begin, end, status); });
 }
 
 }  // namespace
@@ -285,10 +245,8 @@ Program::~Program() {
     for (Node* n : nodes_) release(n);
 }
 
-void settle_program() { unsettled_program->settle(); }
-
 void Program::settle() {
-    if (unsettled_program != this) return;
+    if (unsettled != this) return;
     // The nodes without a Python object are the ones left; none got one since (expose()).
     for (std::size_t s = 0; s < nodes_.size(); ++s) {
         Node* n = nodes_[s];
@@ -296,12 +254,12 @@ void Program::settle() {
         if (holding_data_ && s >= leaves_) n->data = data_[s];
         n->grad = grad_[s];
     }
-    unsettled_program = nullptr;
+    unsettled = nullptr;
     grads_read_at_ = ++inner_grad_writes;
 }
 
 void Program::begin_pass() {
-    if (unsettled_program && unsettled_program != this) settle_program();
+    if (unsettled && unsettled != this) unsettled->settle();
     if (visible_at_ != exposures) list_visible();
 }
 
@@ -314,10 +272,10 @@ void Program::list_visible() {
 }
 
 void Program::defer(bool holding_data) {
-    if (unsettled_program == this) {
+    if (unsettled == this) {
         holding_data_ = holding_data_ || holding_data;
     } else {
-        unsettled_program = this;
+        unsettled = this;
         holding_data_ = holding_data;
     }
     count_grad_writes();
@@ -333,12 +291,12 @@ void Program::count_grad_writes() {
 
 Status Program::forward() {
     begin_pass();
-    const bool unsettled = unsettled_program == this;
+    const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     for (std::size_t s = 0; s < leaves_; ++s) {
         data_[s] = nodes_[s]->data;
         // Settled, the nodes hold the leaves' grads; unsettled, grad_ does for the hidden ones.
-        if (!unsettled) grad_[s] = nodes_[s]->grad;
+        if (!is_unsettled) grad_[s] = nodes_[s]->grad;
     }
     // The slots visited before `done` (from leaves_ on) have their new values.
     std::size_t done = leaves_;
@@ -374,7 +332,7 @@ Status Program::forward() {
         nodes_[s]->data = data_[s];
         nodes_[s]->grad = 0.0;
     }
-    if (unsettled) {
+    if (is_unsettled) {
         settle();
     } else {
         count_grad_writes();
@@ -384,12 +342,12 @@ Status Program::forward() {
 
 Status Program::backward() {
     begin_pass();
-    const bool unsettled = unsettled_program == this;
+    const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     // Start from the nodes' grads. Those with a Python object may have been set since (zero_grad
     // on the parameters); the others only by something that walked the graph, which counted
     // in inner_grad_writes, unless grad_ holds them (unsettled).
-    if (!unsettled && grads_read_at_ != inner_grad_writes) {
+    if (!is_unsettled && grads_read_at_ != inner_grad_writes) {
         for (std::size_t s = 0; s < count; ++s) grad_[s] = nodes_[s]->grad;
     } else {
         for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;

@@ -10,11 +10,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "deferred_stores.hpp"
 #include "engine.hpp"
 
 namespace mg {
 
-class Program {
+class Program final : public DeferredStores {
   public:
     // Freezes the graph under root. Returns null, and the offending node in *refused, if the graph
     // holds a node whose forward the engine cannot recompute (a custom op made from Python).
@@ -35,7 +36,7 @@ class Program {
     // Sets every grad in the program, leaves included, to zero.
     void zero_grad();
     // Stores the results deferred to the nodes without a Python object (Note [Deferred stores]).
-    void settle();
+    void settle() override;
 
     std::size_t size() const { return nodes_.size(); }
     Node* root() const { return nodes_.back(); }

@@ -238,7 +238,7 @@ def hostile_number(fdp, kind=None):
 # ("h", spec) for a hostile number)
 
 BINARY = ["+", "-", "*", "/", "**"]
-UNARY = ["neg", "relu", "tanh", "exp", "log"]
+UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid"]
 ATTRIBUTES = ["data", "grad", "label", "_backward"]
 # del v._op and del v._children differ still (tests/test_fuzz_regressions.py): add them here when
 # those tests pass

@@ -46,6 +46,7 @@ UNARY = {
     "tanh": lambda v: v.tanh(),
     "exp": lambda v: v.exp(),
     "log": lambda v: v.log(),
+    "sigmoid": lambda v: v.sigmoid(),
 }
 
 
@@ -387,3 +388,35 @@ def test_topological_order_agrees(backends):
         orders.append([(index.get(id(n), -1), n._op, bits(n.data)) for n in topo])
         assert len({id(n) for n in topo}) == len(topo)
     assert orders[0] == orders[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# sigmoid: one formula on both engines, for every double
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.floats(-800, 800))
+def test_sigmoid_is_the_oracles_bit_for_bit(backends, x):
+    values, grads = [], []
+    for V in backends:
+        a = V(x)
+        s = a.sigmoid()
+        (s * 3.0).backward()
+        values.append(bits(s.data))
+        grads.append(bits(a.grad))
+    assert values[0] == values[1]
+    assert grads[0] == grads[1]
+
+
+@pytest.mark.parametrize("x", [-1e308, -1000.0, -745.5, 745.5, 1000.0, 1e308, -math.inf, math.inf])
+def test_sigmoid_never_overflows(backend, x):
+    a = backend(x)
+    s = a.sigmoid()
+    s.backward()
+    assert s.data == (0.0 if x < 0 else 1.0)
+    assert a.grad == 0.0  # s * (1 - s) is exactly 0 in both tails
+
+
+@given(st.floats(-700, 700))
+def test_sigmoid_is_the_textbook_formula_to_an_ulp_or_two(backend, x):
+    textbook = 1 / (1 + math.exp(-x))
+    assert math.isclose(backend(x).sigmoid().data, textbook, rel_tol=1e-15, abs_tol=1e-300)

@@ -152,7 +152,8 @@ def test_bad_assignment_raises_and_keeps_the_old_value(backend, attr, x, error):
 
 def test_data_and_grad_of_results_are_floats(backend):
     a = backend(3)
-    for v in (a + 1, a * True, a**2, (a * -1).relu(), a.relu(), a.tanh(), a.exp(), a.log()):
+    unary = (a.relu(), a.tanh(), a.exp(), a.log(), a.sigmoid())
+    for v in (a + 1, a * True, a**2, (a * -1).relu(), *unary):
         assert type(v.data) is float and type(v.grad) is float
 
 
@@ -211,6 +212,7 @@ def test_identity_semantics(backend):
         (lambda a, b: a.tanh(), "tanh"),
         (lambda a, b: a.exp(), "exp"),
         (lambda a, b: a.log(), "log"),
+        (lambda a, b: a.sigmoid(), "sigmoid"),
         (lambda a, b: a - b, "+"),
         (lambda a, b: a / b, "*"),
         (lambda a, b: -a, "*"),
@@ -218,7 +220,21 @@ def test_identity_semantics(backend):
         (lambda a, b: 1 / a, "*"),
         (lambda a, b: a, ""),
     ],
-    ids=["a+b", "a*b", "relu", "tanh", "exp", "log", "a-b", "a/b", "-a", "1-a", "1/a", "leaf"],
+    ids=[
+        "a+b",
+        "a*b",
+        "relu",
+        "tanh",
+        "exp",
+        "log",
+        "sigmoid",
+        "a-b",
+        "a/b",
+        "-a",
+        "1-a",
+        "1/a",
+        "leaf",
+    ],
 )
 def test_op_labels(backend, build, op):
     assert build(backend(2.0), backend(4.0))._op == op
@@ -691,14 +707,23 @@ def relu(x):
     return 0.0 if x < 0 else x
 
 
+def sigmoid(x):
+    """sigmoid's promised formula (README): 1/(1+exp(-x)), below 0 exp(x)/(1+exp(x))."""
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    return math.exp(x) / (1 + math.exp(x))
+
+
 UNARY = {
     "relu": (lambda v: v.relu(), relu),
     "tanh": (lambda v: v.tanh(), math.tanh),
     "exp": (lambda v: v.exp(), math.exp),
     "log": (lambda v: v.log(), math.log),
+    "sigmoid": (lambda v: v.sigmoid(), sigmoid),
     "neg": (lambda v: -v, lambda x: x * -1.0),
 }
 SPECIAL = [-2.5, -0.0, 0.0, 5e-324, 0.5, 709.0, 710.0, -746.0, 1e308, -1e308, INF, -INF, NAN]
+SPECIAL += [-5e-324, 36.0, -36.0, 37.0, -37.0, 1000.0, -1000.0]
 
 
 @pytest.mark.parametrize("name", UNARY)
@@ -818,6 +843,8 @@ def test_local_gradients(backend, x):
     assert grads(lambda a: a.tanh(), x) == [acc((1 - fpow(math.tanh(x), 2.0)) * 1.0)]
     assert grads(lambda a: a.exp(), x) == [acc(math.exp(x) * 1.0)]
     assert grads(lambda a: a.log(), ax) == [acc((1 / ax) * 1.0)]
+    s = sigmoid(x)
+    assert grads(lambda a: a.sigmoid(), x) == [acc(s * (1 - s) * 1.0)]
 
 
 def test_gradients_of_constants(backend):
@@ -968,9 +995,9 @@ def test_exception_in_a_custom_backward_propagates(backend):
 
 
 def test_op_added_at_run_time_in_lecture_style(backend):
-    def sigmoid(self):
+    def logistic(self):  # sigmoid, under a name the engines do not use
         s = 1 / (1 + math.exp(-self.data))
-        out = backend(s, (self,), "sigmoid")
+        out = backend(s, (self,), "logistic")
 
         def _backward():
             self.grad += s * (1 - s) * out.grad
@@ -978,16 +1005,16 @@ def test_op_added_at_run_time_in_lecture_style(backend):
         out._backward = _backward
         return out
 
-    backend.sigmoid = sigmoid
+    backend.logistic = logistic
     try:
         a = backend(0.3)
-        y = a.sigmoid() * 2.0
+        y = a.logistic() * 2.0
         y.backward()
         s = 1 / (1 + math.exp(-0.3))
         assert y.data == s * 2.0 and y._prev - {a}
         assert a.grad == acc(s * (1 - s) * acc(2.0 * 1.0))
     finally:
-        del backend.sigmoid
+        del backend.logistic
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import math
 
+import micrograd_cpp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,6 +36,7 @@ OPS = {
     "tanh": lambda a, b: a.tanh(),
     "exp": lambda a, b: a.exp(),
     "log": lambda a, b: (a * a).log(),
+    "sigmoid": lambda a, b: (a * b).sigmoid(),
     "2.5+a": lambda a, b: 2.5 + a,
     "2.5-a": lambda a, b: 2.5 - a,
     "a-2.5": lambda a, b: a - 2.5,
@@ -120,3 +122,94 @@ def test_finite_differences_catch_a_wrong_gradient(backend):
 
     with pytest.raises(AssertionError):
         check_gradients(backend, wrong, [a.data])
+
+
+# ---------------------------------------------------------------------------------------------
+# micrograd_cpp.gradcheck, the public check
+
+
+def sin(V, a, slope=1.0):
+    """A user's own op, lecture style: data computed outside, a closure for backward. With a
+    slope other than 1 its rule is wrong by that factor."""
+    out = V(math.sin(a.data), (a,), "sin")
+
+    def _backward():
+        a.grad += slope * math.cos(a.data) * out.grad
+
+    out._backward = _backward
+    return out
+
+
+@pytest.mark.parametrize(
+    "f, xs",
+    [
+        (lambda a: a.sigmoid(), [0.3]),
+        (lambda a, b: (a * b).sigmoid() + a.sigmoid(), [-1.7, 0.4]),
+        (lambda a: a.tanh(), [0.7]),
+        (lambda a: a.exp(), [1.3]),
+        (lambda a: a.log(), [2.5]),
+        (lambda a: a**3 + a**-1.5, [1.2]),
+        (lambda a, b: a / b - b.relu(), [0.8, 1.9]),
+        (lecture_neuron, [2.0, 0.0, -3.0, 1.0, 6.8813735870195432]),
+    ],
+    ids=["sigmoid", "sigmoid2", "tanh", "exp", "log", "pow", "div-relu", "neuron"],
+)
+def test_gradcheck_passes_the_builtin_ops(backend, f, xs):
+    assert micrograd_cpp.gradcheck(f, [backend(x) for x in xs]) is True
+
+
+def test_gradcheck_passes_a_correct_custom_op(backend):
+    f = lambda a, b: sin(backend, a * b) + a  # noqa: E731
+    assert micrograd_cpp.gradcheck(f, [backend(0.6), backend(-1.1)]) is True
+
+
+def test_gradcheck_fails_a_broken_custom_op(backend):
+    f = lambda a, b: sin(backend, a, slope=1.5) * b  # noqa: E731
+    with pytest.raises(micrograd_cpp.GradcheckError) as info:
+        micrograd_cpp.gradcheck(f, [backend(0.6), backend(2.0)])
+    error = info.value
+    assert isinstance(error, AssertionError)
+    # a's gradient is off by half; b's is right: a is the worst input
+    assert (error.index, error.x) == (0, 0.6)
+    assert error.analytic == 1.5 * math.cos(0.6) * 2.0
+    assert math.isclose(error.numeric, math.cos(0.6) * 2.0, rel_tol=1e-6)
+    assert "input 0" in str(error) and repr(error.analytic) in str(error)
+
+
+def test_gradcheck_names_the_worst_of_several_wrong_inputs(backend):
+    def f(a, b):
+        return sin(backend, a, slope=1.01) + sin(backend, b, slope=1.5)
+
+    with pytest.raises(micrograd_cpp.GradcheckError) as info:
+        micrograd_cpp.gradcheck(f, [backend(0.2), backend(0.3)])
+    assert info.value.index == 1
+
+
+def test_gradcheck_tolerances_decide(backend):
+    f = lambda a: sin(backend, a, slope=1.0001)  # noqa: E731
+    with pytest.raises(micrograd_cpp.GradcheckError):
+        micrograd_cpp.gradcheck(f, [backend(0.5)], rtol=1e-6)
+    assert micrograd_cpp.gradcheck(f, [backend(0.5)], rtol=1e-3)
+
+
+def test_gradcheck_fails_a_nan_gradient(backend):
+    def f(a):
+        out = backend(a.data, (a,), "id")
+
+        def _backward():
+            a.grad += math.nan
+
+        out._backward = _backward
+        return out
+
+    with pytest.raises(micrograd_cpp.GradcheckError):
+        micrograd_cpp.gradcheck(f, [backend(1.0)])
+
+
+def test_gradcheck_numbers_run_on_the_active_engine():
+    assert micrograd_cpp.gradcheck(lambda a, b: a * b.sigmoid(), [0.5, -0.25])
+
+
+def test_gradcheck_wants_a_value(backend):
+    with pytest.raises(TypeError, match="must return a Value"):
+        micrograd_cpp.gradcheck(lambda a: 2.0, [backend(1.0)])

@@ -173,8 +173,10 @@ def test_state_and_attributes():
 def test_one_call_per_step_on_cpp(backend, monkeypatch):
     """With the extension's step functions (recorders here), a step is one call, given the state."""
     calls = []
-    monkeypatch.setattr(optim.ops, "_CppValue", backend)
-    monkeypatch.setattr(optim.ops, "_fused", lambda name: lambda *args: calls.append((name, args)))
+    monkeypatch.setattr(optim._backend, "CppValue", backend)
+    monkeypatch.setattr(
+        optim._backend, "fused", lambda name: lambda *args: calls.append((name, args))
+    )
     params = [backend(1.0), backend(2.0)]
     sgd = optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
     sgd.step()

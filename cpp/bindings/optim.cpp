@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "../deferred_stores.hpp"
 #include "optim.hpp"
 
 namespace mg::python {
@@ -56,36 +57,24 @@ bool read_numbers(PyObject* const* args, double* out, int count) {
     return true;
 }
 
-// The params as a sequence the caller owns: a list or tuple itself, else a new list of what the
-// iteration produced. This is a step's last call into Python.
-PyObject* parameters(PyObject* params) {
+// The params as a sequence the caller owns (a list or tuple itself, else a new list of what
+// the iteration produced), and their nodes in `nodes`. This is a step's last call into Python:
+// from here on nothing can call into Python before the step has written the nodes (Note [Calls
+// into Python]).
+PyObject* parameters(PyObject* params, std::vector<Node*>& nodes) {
     PyObject* items = PySequence_Fast(params, "params must be a sequence of Values");
-    if (!items) return nullptr;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
-        PyObject* p = PySequence_Fast_GET_ITEM(items, i);
-        if (!is_value(p)) {
-            PyErr_Format(PyExc_TypeError, "params must be Values, not %.200s", Py_TYPE(p)->tp_name);
-            Py_DECREF(items);
-            return nullptr;
-        }
-    }
+    if (items && !nodes_of(items, nodes, "params")) Py_CLEAR(items);
     return items;
 }
 
-// The nodes of `items`, once nothing can call into Python before the step has written them
-// (Note [Calls into Python]), and each buffer checked to have one entry per node.
-bool parameter_nodes(PyObject* items, std::vector<Node*>& out,
-                     std::initializer_list<std::pair<PyObject*, std::size_t>> buffers) {
-    const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+// Whether each buffer has one entry per parameter, as read and as it is now.
+bool buffers_fit(std::size_t count,
+                 std::initializer_list<std::pair<PyObject*, std::size_t>> buffers) {
     for (const auto& [list, read] : buffers) {
-        if (PyList_GET_SIZE(list) != count || read != static_cast<std::size_t>(count)) {
+        if (static_cast<std::size_t>(PyList_GET_SIZE(list)) != count || read != count) {
             PyErr_SetString(PyExc_ValueError, bad_state);
             return false;
         }
-    }
-    out.resize(static_cast<std::size_t>(count));
-    for (Py_ssize_t i = 0; i < count; ++i) {
-        out[static_cast<std::size_t>(i)] = node_of(PySequence_Fast_GET_ITEM(items, i));
     }
     return true;
 }
@@ -128,8 +117,8 @@ PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         double numbers[3];
         long step = PyLong_AsLong(args[2]);
         if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 3, numbers, 3) ||
-            !read_buffer(args[1], buf) || !(items = parameters(args[0])) ||
-            !parameter_nodes(items, params, {{args[1], buf.size()}})) {
+            !read_buffer(args[1], buf) || !(items = parameters(args[0], params)) ||
+            !buffers_fit(params.size(), {{args[1], buf.size()}})) {
             return nullptr;
         }
         sgd_step(params.data(), buf.data(), params.size(), step,
@@ -154,8 +143,8 @@ PyObject* adamw(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         long step = PyLong_AsLong(args[3]);
         if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 4, numbers, 5) ||
             !read_buffer(args[1], m) || !read_buffer(args[2], v) ||
-            !(items = parameters(args[0])) ||
-            !parameter_nodes(items, params, {{args[1], m.size()}, {args[2], v.size()}})) {
+            !(items = parameters(args[0], params)) ||
+            !buffers_fit(params.size(), {{args[1], m.size()}, {args[2], v.size()}})) {
             return nullptr;
         }
         Status status = adamw_step(params.data(), m.data(), v.data(), params.size(), step,
@@ -173,15 +162,15 @@ PyObject* adamw(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // the Values (a generator's only owner) until every grad is written, and nothing in between
 // calls into Python (Note [Calls into Python]).
 PyObject* zero_grads(PyObject*, PyObject* arg) {
-    PyObject* items = parameters(arg);
-    if (!items) return nullptr;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
-        Node* n = node_of(PySequence_Fast_GET_ITEM(items, i));
-        if (n->flags & has_had_children) ++inner_grad_writes;
-        n->grad = 0.0;
-    }
-    Py_DECREF(items);
-    Py_RETURN_NONE;
+    return guarded([arg](PyObject*& items) -> PyObject* {
+        std::vector<Node*> params;
+        if (!(items = parameters(arg, params))) return nullptr;
+        for (Node* n : params) {
+            grad_written(n);  // Note [Deferred stores]
+            n->grad = 0.0;
+        }
+        Py_RETURN_NONE;
+    });
 }
 
 PyMethodDef optim_methods[] = {

@@ -11,8 +11,10 @@ namespace py = pybind11;
 namespace mg::python {
 namespace {
 
-void raise(Status status) {
-    if (status != Status::callback_failed) set_error(status);
+// A pass's failure as set_error's exception, passed on through pybind11.
+void check(Status status) {
+    if (status == Status::ok) return;
+    set_error(status);
     throw py::error_already_set();
 }
 
@@ -50,19 +52,11 @@ void bind_program(py::module_& m) {
                         "backward() backpropagates it, without rebuilding it.",
                         no_instances)
         .def(
-            "forward",
-            [](Program& p) {
-                Status s = p.forward();
-                if (s != Status::ok) raise(s);
-            },
+            "forward", [](Program& p) { check(p.forward()); },
             "Recompute every non-leaf node from the leaves' current data; their grads restart "
             "at zero.")
         .def(
-            "backward",
-            [](Program& p) {
-                Status s = p.backward();
-                if (s != Status::ok) raise(s);
-            },
+            "backward", [](Program& p) { check(p.backward()); },
             "What root.backward() does, over the frozen order.")
         .def("zero_grad", &Program::zero_grad, "Set every grad in the graph to zero.")
         .def("__len__", &Program::size)

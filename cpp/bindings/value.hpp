@@ -19,9 +19,9 @@
 // borrowed reference or a length, it makes none of these calls; or it first takes strong
 // references (retains the nodes, copies the sequence with PySequence_Fast or PySequence_Tuple
 // and keeps that alive) and re-checks lengths after each call. How each part obeys it:
-// - objects_of() (value.cpp), the one place that turns nodes into objects in bulk (_children,
-//   _prev, topological_order): retains every node, then allocates the container and each
-//   object, then releases the nodes. _prev builds its set from the _children tuple, so
+// - objects_of() (value_lifecycle.cpp), the one place that turns nodes into objects in bulk
+//   (_children, _prev, topological_order): retains every node, then allocates the container and
+//   each object, then releases the nodes. _prev builds its set from the _children tuple, so
 //   __hash__ and __eq__ run while the tuple owns every child.
 // - Value.__init__ and _clone read numbers (__float__) and copy the children with
 //   PySequence_Fast before reading any node, and call nothing between reading the nodes and
@@ -63,8 +63,15 @@ PyObject* to_python_owned(Node* n);
 // The objects of these nodes, in order: a new list (as_list) or tuple.
 PyObject* objects_of(const std::vector<Node*>& nodes, bool as_list);
 
-// Sets the Python exception Python's own float arithmetic raises for this failure.
-void set_error(Status status);
+// Sets the Python exception Python's own float arithmetic raises for this failure; for
+// callback_failed, the one the user's code raised is set already. Returns null, so that a
+// function that fails can `return set_error(status);`. Every Status becomes an exception here.
+PyObject* set_error(Status status);
+
+// The nodes of the Values in `items` (a PySequence_Fast result), appended to `nodes` and
+// borrowed from it: the one conversion of a sequence of Values to nodes. False, with "<what>
+// must be Values" (TypeError), if an item is not a Value.
+bool nodes_of(PyObject* items, std::vector<Node*>& nodes, const char* what);
 
 // Operands: Values, or real numbers (int, float, bool, numbers.Real such as numpy scalars).
 bool is_number(PyObject* o);

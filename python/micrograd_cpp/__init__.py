@@ -1,7 +1,9 @@
 """micrograd-cpp: micrograd's scalar autograd engine, running in C++."""
 
+from . import _backend  # noqa: F401  # first: it warns at the line that imports micrograd_cpp
 from ._version import __version__
 from .engine import BACKEND, Value
+from .gradcheck import GradcheckError, gradcheck
 from .ops import dot, sum
 from .program import compile
 
@@ -33,4 +35,14 @@ def install_as_micrograd() -> None:
     sys.modules.update(ours)
 
 
-__all__ = ["BACKEND", "Value", "__version__", "compile", "dot", "install_as_micrograd", "sum"]
+__all__ = [
+    "BACKEND",
+    "GradcheckError",
+    "Value",
+    "__version__",
+    "compile",
+    "dot",
+    "gradcheck",
+    "install_as_micrograd",
+    "sum",
+]

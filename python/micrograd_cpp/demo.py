@@ -35,9 +35,9 @@ BACKENDS = ("cpp", "pure")
 
 
 def cpp_available() -> bool:
-    from . import ops
+    from . import _backend
 
-    return ops._CppValue is not None
+    return _backend.CppValue is not None
 
 
 def nn_module(backend: str) -> ModuleType:

@@ -10,23 +10,10 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from . import engine
+from ._backend import CppValue as _CppValue
+from ._backend import fused as _fused
 from .engine import Value
 from .pure.nn import sized_inputs
-
-# The C++ Value class when it is the active backend, else None.
-if engine.BACKEND == "cpp":
-    from . import _core
-
-    _CppValue = _core.Value
-else:
-    _core = _CppValue = None  # type: ignore[assignment]
-
-
-def _fused(name: str) -> Callable[..., Any] | None:
-    """The extension's function of that name, if the C++ backend is active and provides it."""
-    return getattr(_core, name, None)
-
 
 # They are called only when a C++ Value takes part, so they return Values.
 _core_neuron: Callable[..., Value] | None

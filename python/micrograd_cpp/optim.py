@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
-from . import ops
+from . import _backend
 from .engine import Value
 
 
@@ -41,9 +41,10 @@ class _Optimizer:
         self.params = list(params)
         self.lr = lr
         self.t = 0  # steps taken
-        cpp = ops._CppValue is not None and all(type(p) is ops._CppValue for p in self.params)
-        self._core_step = ops._fused(self._core_name) if cpp else None
-        self._core_zero = ops._fused("zero_grads") if cpp else None
+        cpp_value = _backend.CppValue
+        cpp = cpp_value is not None and all(type(p) is cpp_value for p in self.params)
+        self._core_step = _backend.fused(self._core_name) if cpp else None
+        self._core_zero = _backend.fused("zero_grads") if cpp else None
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0."""

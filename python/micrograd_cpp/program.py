@@ -9,32 +9,27 @@ Limits: Python control flow that depends on values is not re-traced (as with tor
 and a graph holding a user-defined operation (a Python _backward) is refused.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from . import engine
+from ._backend import BACKEND, extension
 from .engine import Value
 from .pure import engine as _pure_engine
 from .pure import program as _pure
-
-try:
-    from . import _core
-except ImportError:  # no extension: the pure backend only
-    _core = None  # type: ignore[assignment]
 
 # The active backend's Program, as engine.Value is its Value. Both have one API: the checker
 # knows it from _core.pyi.
 if TYPE_CHECKING:
     from ._core import Program
-elif engine.BACKEND == "cpp":
-    Program = _core.Program
+elif BACKEND == "cpp":
+    Program = extension.Program
 else:
     Program = _pure.Program
 
 
 def compile(root: Value) -> Program:
     """Freeze the graph under root (a Value of either backend) into a Program."""
-    if _core is not None and isinstance(root, _core.Value):
-        return _core.compile(root)
+    if extension is not None and isinstance(root, extension.Value):
+        return cast("Program", extension.compile(root))
     if isinstance(root, _pure_engine.Value):
         return _pure.compile(root)
     raise TypeError(f"compile() takes a Value, not {type(root).__name__}")

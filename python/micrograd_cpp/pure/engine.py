@@ -12,7 +12,7 @@ import math
 import numbers
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias
+from typing import Any, NamedTuple, NoReturn, SupportsFloat, SupportsIndex, TypeAlias
 
 # What Value(x) and the operators take as a number: anything with __float__ or __index__.
 Number: TypeAlias = SupportsFloat | SupportsIndex
@@ -69,42 +69,47 @@ def _pow(x: float, e: float) -> float:
     return r
 
 
-# b is None for a unary op, e for any op but '**'.
-def _forward(rule: str, a: float, b: Any, e: Any) -> Any:
-    """The value of built-in op `rule` on operand values a and b (e: a '**' exponent)."""
-    if rule == "+":
-        return a + b
-    if rule == "*":
-        return a * b
-    if rule == "**":
-        return _pow(a, e)
-    if rule == "ReLU":
-        return 0.0 if a < 0 else a
-    if rule == "tanh":
-        return math.tanh(a)
-    if rule == "exp":
-        return math.exp(a)
-    return math.log(a)
+def _sigmoid(x: float) -> float:
+    """1 / (1 + exp(-x)), written so that exp never overflows: exp(x) / (1 + exp(x)) for x < 0.
+    So sigmoid never raises (sigmoid(-1000) is 0.0); the C++ engine computes the same."""
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1 + e)
 
 
-def _gradient(
-    rule: str, out: float, g: float, e: Any, a: float, b: Any
-) -> tuple[float, float | None]:
-    """What a node (value out, grad g) adds to its operands' grads (b's is None for unary ops):
-    micrograd's local chain rule, on operand values a and b."""
-    if rule == "+":
-        return g, g
-    if rule == "*":
-        return b * g, a * g
-    if rule == "**":
-        return (e * _pow(a, e - 1)) * g, None
-    if rule == "ReLU":
-        return (out > 0) * g, None
-    if rule == "tanh":
-        return (1 - _pow(out, 2)) * g, None
-    if rule == "exp":
-        return out * g, None
-    return (1 / a) * g, None
+class _Op(NamedTuple):
+    """A built-in op's facts: the C++ engine's table (cpp/rules.hpp, Note [Op table]) mirrored.
+
+    forward(a, b, e) is the op's value on operand values a and b (b is None for a unary op, e
+    for any op but '**'); gradient(out, g, e, a, b) is what a node (value out, grad g) adds to
+    its operands' grads (b's is None for a unary op): micrograd's local chain rule.
+    """
+
+    arity: int
+    forward: Callable[[float, Any, Any], Any]
+    gradient: Callable[[float, float, Any, float, Any], tuple[float, float | None]]
+
+
+# By the label its nodes show as _op ('**' nodes show their exponent too), micrograd's formulas.
+_OPS: dict[str, _Op] = {
+    "+": _Op(2, lambda a, b, e: a + b, lambda out, g, e, a, b: (g, g)),
+    "*": _Op(2, lambda a, b, e: a * b, lambda out, g, e, a, b: (b * g, a * g)),
+    "**": _Op(
+        1, lambda a, b, e: _pow(a, e), lambda out, g, e, a, b: ((e * _pow(a, e - 1)) * g, None)
+    ),
+    "ReLU": _Op(
+        1, lambda a, b, e: 0.0 if a < 0 else a, lambda out, g, e, a, b: ((out > 0) * g, None)
+    ),
+    "tanh": _Op(
+        1, lambda a, b, e: math.tanh(a), lambda out, g, e, a, b: ((1 - _pow(out, 2)) * g, None)
+    ),
+    "exp": _Op(1, lambda a, b, e: math.exp(a), lambda out, g, e, a, b: (out * g, None)),
+    "log": _Op(1, lambda a, b, e: math.log(a), lambda out, g, e, a, b: ((1 / a) * g, None)),
+    "sigmoid": _Op(
+        1, lambda a, b, e: _sigmoid(a), lambda out, g, e, a, b: (out * (1 - out) * g, None)
+    ),
+}
 
 
 def topological_order(root: "Value") -> list["Value"]:
@@ -217,13 +222,12 @@ class Value:
 
     def _clone(self, children: Sequence["Value"]) -> "Value":
         """A new node of this type with this op, data, grad and exponent over `children`."""
+        children = tuple(children)
+        arity = _OPS[self._rule].arity if self._rule else (-1 if self._children else 0)
+        if (len(children) != arity) if arity >= 0 else not children:
+            raise ValueError("_clone() needs as many children as the op has")
         out = object.__new__(type(self))
-        out._data, out._grad, out._children, out._op = (
-            self._data,
-            self._grad,
-            tuple(children),
-            self._op,
-        )
+        out._data, out._grad, out._children, out._op = self._data, self._grad, children, self._op
         out._rule, out._exponent = self._rule, self._exponent
         out._custom_backward = self._custom_backward
         out._made = _next_made()
@@ -255,7 +259,8 @@ class Value:
         if self._rule is None:
             return
         a, b = self._children[0], self._children[-1]
-        da, db = _gradient(self._rule, self.data, self.grad, self._exponent, a.data, b.data)
+        rule = _OPS[self._rule].gradient
+        da, db = rule(self.data, self.grad, self._exponent, a.data, b.data)
         a.grad += da
         if db is not None:
             b.grad += db
@@ -265,14 +270,14 @@ class Value:
             if not _is_number(other):
                 return _not_a_number("add", self, other)
             other = Value._node(_operand_float(other), (), "", None)
-        return Value._node(_forward("+", self.data, other.data, None), (self, other), "+", "+")
+        return Value._node(_OPS["+"].forward(self.data, other.data, None), (self, other), "+", "+")
 
     def __mul__(self, other: "Value | float") -> "Value":
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("multiply", self, other)
             other = Value._node(_operand_float(other), (), "", None)
-        return Value._node(_forward("*", self.data, other.data, None), (self, other), "*", "*")
+        return Value._node(_OPS["*"].forward(self.data, other.data, None), (self, other), "*", "*")
 
     def __pow__(self, other: float) -> "Value":
         if isinstance(other, Value):
@@ -280,10 +285,10 @@ class Value:
         if not _is_number(other):
             return _not_a_number("power", self, other)
         e = _operand_float(other)
-        return Value._node(_forward("**", self.data, None, e), (self,), f"**{other}", "**", e)
+        return Value._node(_OPS["**"].forward(self.data, None, e), (self,), f"**{other}", "**", e)
 
     def _unary(self, rule: str) -> "Value":
-        return Value._node(_forward(rule, self.data, None, None), (self,), rule, rule)
+        return Value._node(_OPS[rule].forward(self.data, None, None), (self,), rule, rule)
 
     def relu(self) -> "Value":
         return self._unary("ReLU")
@@ -296,6 +301,9 @@ class Value:
 
     def log(self) -> "Value":
         return self._unary("log")
+
+    def sigmoid(self) -> "Value":
+        return self._unary("sigmoid")
 
     def backward(self) -> None:
         topo = topological_order(self)

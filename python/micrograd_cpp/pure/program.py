@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .engine import _BUILTIN, Value, _forward, _gradient, topological_order
+from .engine import _BUILTIN, _OPS, Value, topological_order
 
 
 class Program:
@@ -54,7 +54,7 @@ class Program:
             a, b = self._operands[i]  # type: ignore[misc]  # not a leaf
             rule, exponent = self._rules[i]
             node = order[i]
-            node.data = data[i] = _forward(rule, data[a], data[b], exponent)
+            node.data = data[i] = _OPS[rule].forward(data[a], data[b], exponent)
             node.grad = 0.0
 
     def backward(self) -> None:
@@ -69,7 +69,7 @@ class Program:
                     continue
                 a, b = operands
                 rule, exponent = self._rules[i]
-                da, db = _gradient(rule, data[i], grads[i], exponent, data[a], data[b])
+                da, db = _OPS[rule].gradient(data[i], grads[i], exponent, data[a], data[b])
                 grads[a] += da
                 if db is not None:
                     grads[b] += db
