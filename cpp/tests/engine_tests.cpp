@@ -394,6 +394,85 @@ TEST(for_each_node_visits_every_live_node_once) {
     CHECK_EQ(visited_nodes.size(), 0u);
 }
 
+// Note [Giving blocks back] in node_pool.cpp: a block holds 4,087 nodes, and at most 8 MiB of
+// empty blocks (32) stay reserved. Sanitizer builds have no blocks: these tests check only
+// their nodes there.
+constexpr std::size_t most_reserved_blocks = 32;
+
+bool pool_has_blocks() {
+    Node* probe = mg::new_leaf(0.0);
+    const bool blocks = mg::pool_stats().blocks > 0;
+    mg::release(probe);
+    return blocks;
+}
+
+// A chain of 2n nodes, x0 + 1 + 2 + ... + n, owned by the result.
+Node* long_sum(int n) {
+    Node* y = mg::new_leaf(0.0);
+    for (int i = 1; i <= n; ++i) y = mg::add_taking(y, mg::new_leaf(i));
+    return y;
+}
+
+TEST(a_dropped_graph_gives_its_blocks_back) {
+    const mg::PoolStats before = mg::pool_stats();
+    Node* y = long_sum(200000);  // 400,001 nodes: ~98 blocks
+    const mg::PoolStats peak = mg::pool_stats();
+    CHECK_EQ(peak.live_nodes, before.live_nodes + 400001);
+    mg::release(y);  // torn down in one loop (Note [Iterative teardown])
+    const mg::PoolStats after = mg::pool_stats();
+    CHECK_EQ(after.live_nodes, before.live_nodes);
+    if (!pool_has_blocks()) return;
+    CHECK(peak.blocks >= 98);
+    CHECK(after.empty_blocks <= most_reserved_blocks);
+    CHECK(after.blocks <= before.blocks - before.empty_blocks + most_reserved_blocks + 1);
+    CHECK(after.releases - before.releases >= peak.blocks - before.blocks - most_reserved_blocks);
+    CHECK_EQ(after.maps - before.maps,
+             after.blocks + after.releases - before.blocks - before.releases);
+}
+
+TEST(a_graph_rebuilt_every_step_reuses_its_blocks) {
+    // ~20 blocks (5 MiB), more than the smallest reserve: kept because the last step used them.
+    // Two steps first, so that the reserve forgets the bigger graphs of the tests before.
+    for (int step = 0; step < 2; ++step) mg::release(long_sum(40000));
+    const mg::PoolStats warm = mg::pool_stats();
+    for (int step = 0; step < 50; ++step) mg::release(long_sum(40000));
+    const mg::PoolStats after = mg::pool_stats();
+    CHECK_EQ(after.live_nodes, warm.live_nodes);
+    CHECK_EQ(after.maps, warm.maps);
+    CHECK_EQ(after.releases, warm.releases);
+    CHECK_EQ(after.blocks, warm.blocks);
+}
+
+TEST(for_each_node_skips_the_blocks_given_back) {
+    // Keep every 50,000th node of a graph spread over ~98 blocks; free the rest and the blocks.
+    std::vector<Node*> leaves, kept;
+    for (int i = 0; i < 400000; ++i) leaves.push_back(mg::new_leaf(i));
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+        if (i % 50000 == 7) {
+            kept.push_back(leaves[i]);
+        } else {
+            mg::release(leaves[i]);
+        }
+    }
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), kept.size());  // no other test leaves a node alive
+    for (Node* n : kept) CHECK_EQ(visited_nodes.count(n), 1u);
+    if (pool_has_blocks()) {
+        CHECK(mg::pool_stats().blocks <= kept.size() + most_reserved_blocks + 1);
+    }
+    // New nodes go into the blocks kept, then into new ones; all are visited.
+    Node* y = long_sum(100000);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), kept.size() + 200001);
+    mg::release(y);
+    for (Node* n : kept) mg::release(n);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), 0u);
+}
+
 TEST(add_value_and_rule) {
     Owned own;
     const double x = 1.5, y = -4.25, g = 0.75, prior = 0.5;
