@@ -53,18 +53,27 @@ PoolStats pool_stats() { return {live.size(), 0, 0, 0, 0}; }
 // system when it is dropped, unless the pool is short of its reserve of empty blocks: a loop
 // that drops and rebuilds a graph every step reuses the same blocks instead of mapping and
 // unmapping them each step. The reserve is the larger of the peaks of blocks in use of this
-// cycle and of the last one (a cycle: the pool grows, then shrinks), clamped between 2 and 8 MiB,
-// so one big graph leaves at most 8 MiB behind. Blocks are unmapped rather than madvise'd away:
-// an unmapped block leaves the lists (for_each_node walks fewer blocks) and its address space
-// too. A block is mapped on its own, aligned to its size (Note [Address-ordered allocation]).
+// cycle and of the last one (a cycle: the pool grows, then shrinks), clamped between 2 and 16
+// MiB, so one big graph leaves at most 16 MiB behind, and graphs up to ~260,000 nodes (the size
+// below which backward keeps its scratch, Note [Scratch that shrinks]) are rebuilt in place. Blocks
+// are unmapped rather than madvise'd away: an unmapped block leaves the lists (for_each_node walks
+// fewer blocks) and its address space too. A block is mapped on its own, aligned to its size (Note
+// [Address-ordered allocation]).
 namespace {
+
+// The rare paths stay out of line, so that the common ones need no registers saved.
+#if defined(_MSC_VER)
+#define MG_OUT_OF_LINE __declspec(noinline)
+#else
+#define MG_OUT_OF_LINE __attribute__((noinline, cold))
+#endif
 
 constexpr std::size_t slot_bytes = 64;
 constexpr std::size_t block_bytes = std::size_t{1} << 18;
 constexpr std::size_t slots_per_block = block_bytes / slot_bytes;
 constexpr std::size_t bitmap_words = slots_per_block / 64;
 constexpr std::size_t fewest_reserved = (std::size_t{2} << 20) / block_bytes;
-constexpr std::size_t most_reserved = (std::size_t{8} << 20) / block_bytes;
+constexpr std::size_t most_reserved = (std::size_t{16} << 20) / block_bytes;
 
 struct Block {
     std::uint64_t free_bits[bitmap_words];  // bit set: slot free
@@ -174,7 +183,7 @@ void note_growth() {
 }
 
 // b, not `current`, has just lost its last node.
-void block_emptied(Block* b) {
+MG_OUT_OF_LINE void block_emptied(Block* b) {
     ++empty;
     shrinking = true;
     std::size_t reserve = cycle_peak > last_cycle_peak ? cycle_peak : last_cycle_peak;
@@ -187,7 +196,7 @@ Block* block_of(Node* n) {
     return reinterpret_cast<Block*>(reinterpret_cast<std::uintptr_t>(n) & ~(block_bytes - 1));
 }
 
-Block* next_current() {
+MG_OUT_OF_LINE Block* next_current() {
     Block* b;
     if (with_space) {
         b = with_space;

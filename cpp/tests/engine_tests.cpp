@@ -394,10 +394,10 @@ TEST(for_each_node_visits_every_live_node_once) {
     CHECK_EQ(visited_nodes.size(), 0u);
 }
 
-// Note [Giving blocks back] in node_pool.cpp: a block holds 4,087 nodes, and at most 8 MiB of
-// empty blocks (32) stay reserved. Sanitizer builds have no blocks: these tests check only
+// Note [Giving blocks back] in node_pool.cpp: a block holds 4,087 nodes, and at most 16 MiB of
+// empty blocks (64) stay reserved. Sanitizer builds have no blocks: these tests check only
 // their nodes there.
-constexpr std::size_t most_reserved_blocks = 32;
+constexpr std::size_t most_reserved_blocks = 64;
 
 bool pool_has_blocks() {
     Node* probe = mg::new_leaf(0.0);
@@ -415,14 +415,14 @@ Node* long_sum(int n) {
 
 TEST(a_dropped_graph_gives_its_blocks_back) {
     const mg::PoolStats before = mg::pool_stats();
-    Node* y = long_sum(200000);  // 400,001 nodes: ~98 blocks
+    Node* y = long_sum(300000);  // 600,001 nodes: ~147 blocks
     const mg::PoolStats peak = mg::pool_stats();
-    CHECK_EQ(peak.live_nodes, before.live_nodes + 400001);
+    CHECK_EQ(peak.live_nodes, before.live_nodes + 600001);
     mg::release(y);  // torn down in one loop (Note [Iterative teardown])
     const mg::PoolStats after = mg::pool_stats();
     CHECK_EQ(after.live_nodes, before.live_nodes);
     if (!pool_has_blocks()) return;
-    CHECK(peak.blocks >= 98);
+    CHECK(peak.blocks >= 147);
     CHECK(after.empty_blocks <= most_reserved_blocks);
     CHECK(after.blocks <= before.blocks - before.empty_blocks + most_reserved_blocks + 1);
     CHECK(after.releases - before.releases >= peak.blocks - before.blocks - most_reserved_blocks);
@@ -432,8 +432,9 @@ TEST(a_dropped_graph_gives_its_blocks_back) {
 
 TEST(a_graph_rebuilt_every_step_reuses_its_blocks) {
     // ~20 blocks (5 MiB), more than the smallest reserve: kept because the last step used them.
-    // Two steps first, so that the reserve forgets the bigger graphs of the tests before.
-    for (int step = 0; step < 2; ++step) mg::release(long_sum(40000));
+    // A few steps first: the reserve forgets the bigger graphs of the tests before, and the
+    // empty blocks they left beyond it are given back as they fall empty again.
+    for (int step = 0; step < 4; ++step) mg::release(long_sum(40000));
     const mg::PoolStats warm = mg::pool_stats();
     for (int step = 0; step < 50; ++step) mg::release(long_sum(40000));
     const mg::PoolStats after = mg::pool_stats();
@@ -444,9 +445,9 @@ TEST(a_graph_rebuilt_every_step_reuses_its_blocks) {
 }
 
 TEST(for_each_node_skips_the_blocks_given_back) {
-    // Keep every 50,000th node of a graph spread over ~98 blocks; free the rest and the blocks.
+    // Keep every 50,000th node of a graph spread over ~147 blocks; free the rest and the blocks.
     std::vector<Node*> leaves, kept;
-    for (int i = 0; i < 400000; ++i) leaves.push_back(mg::new_leaf(i));
+    for (int i = 0; i < 600000; ++i) leaves.push_back(mg::new_leaf(i));
     for (std::size_t i = 0; i < leaves.size(); ++i) {
         if (i % 50000 == 7) {
             kept.push_back(leaves[i]);
