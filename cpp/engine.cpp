@@ -1,5 +1,8 @@
 #include "engine.hpp"
 
+#include <cstring>
+#include <memory>
+
 #include "node_pool.hpp"
 #include "rules.hpp"
 
@@ -126,32 +129,6 @@ using Frame = std::uintptr_t;
 constexpr Frame index_bits = 7;
 static_assert(alignof(Node) > index_bits, "a node's address leaves room for an index");
 
-inline void push_frame(std::vector<Frame>& stack, Node* n, std::uint32_t next) {
-    const auto address = reinterpret_cast<Frame>(n);
-    if (next < index_bits) {
-        stack.push_back(address | next);
-    } else {
-        stack.push_back(next);
-        stack.push_back(address | index_bits);
-    }
-}
-
-inline Node* pop_frame(std::vector<Frame>& stack, std::uint32_t* next) {
-    const Frame top = stack.back();
-    stack.pop_back();
-    *next = static_cast<std::uint32_t>(top & index_bits);
-    if (*next == index_bits) {
-        *next = static_cast<std::uint32_t>(stack.back());
-        stack.pop_back();
-    }
-    return reinterpret_cast<Node*>(top & ~index_bits);
-}
-
-// Traversal scratch space, reused across calls unless a call is already using it (a Python
-// _backward may run backward() again before the outer call finishes).
-std::vector<Frame> shared_stack;
-bool shared_stack_busy = false;
-
 // Note [Scratch that shrinks]
 // Scratch space kept between passes saves a training step its allocations, but one big graph
 // would leave its peak behind for good: past this many entries (a graph of ~260,000 nodes,
@@ -161,6 +138,39 @@ template <class T>
 void shrink_scratch(std::vector<T>& scratch) {
     if (scratch.capacity() > most_kept_scratch) std::vector<T>().swap(scratch);
 }
+
+// The traversal's stack of frames. The traversal keeps its top and room in locals, which stay
+// in registers (a std::vector's would be reloaded from memory after each store to a node).
+class FrameStack {
+  public:
+    Frame* frames() { return frames_.get(); }
+    std::size_t room() const { return room_; }
+    // Room for at least `needed` frames, keeping the first `depth`.
+    Frame* grow(std::size_t depth, std::size_t needed) {
+        std::size_t room = room_ ? 2 * room_ : 256;
+        while (room < needed) room *= 2;
+        std::unique_ptr<Frame[]> bigger(new Frame[room]);
+        if (depth) std::memcpy(bigger.get(), frames_.get(), depth * sizeof(Frame));
+        frames_ = std::move(bigger);
+        room_ = room;
+        return frames_.get();
+    }
+    void shrink() {  // Note [Scratch that shrinks]
+        if (room_ > most_kept_scratch) {
+            frames_.reset();
+            room_ = 0;
+        }
+    }
+
+  private:
+    std::unique_ptr<Frame[]> frames_;
+    std::size_t room_ = 0;
+};
+
+// Traversal scratch space, reused across calls unless a call is already using it (a Python
+// _backward may run backward() again before the outer call finishes).
+FrameStack shared_stack;
+bool shared_stack_busy = false;
 
 // Claims the shared scratch space unless it is in use, and gives it back however the scope
 // ends (a traversal that runs out of memory throws std::bad_alloc).
@@ -195,17 +205,17 @@ std::uint64_t last_mark = 0;
 // Returns the union of the visited nodes' flags. Without all_leaves, only the leaves with a
 // Python _backward are in the order (backward() has nothing to do at the others).
 template <bool all_leaves>
-std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
-                                    std::vector<Frame>& stack) {
+std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order, FrameStack& stack) {
     const std::uint64_t mark = ++last_mark;
     std::uint8_t flags = root->flags;
     order.clear();
-    stack.clear();
     root->mark = mark;
     // The node being expanded and its next child stay in registers; the stack holds its
     // ancestors, each with the index of the child to resume from.
     Node* n = root;
     std::uint32_t next = 0;
+    Frame* frames = stack.frames();
+    std::size_t depth = 0, room = stack.room();
     for (;;) {
         std::uint32_t count = child_count(n);
         Node* const* kids = children(n);
@@ -218,15 +228,28 @@ std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
                 if (all_leaves || (k->flags & has_python_backward)) order.push_back(k);
                 continue;
             }
-            push_frame(stack, n, next);
+            if (room - depth < 2) {
+                frames = stack.grow(depth, depth + 2);
+                room = stack.room();
+            }
+            const auto address = reinterpret_cast<Frame>(n);
+            if (next < index_bits) {
+                frames[depth++] = address | next;
+            } else {
+                frames[depth++] = next;
+                frames[depth++] = address | index_bits;
+            }
             n = k;
             next = 0;
             count = child_count(n);
             kids = children(n);
         }
         order.push_back(n);
-        if (stack.empty()) return flags;
-        n = pop_frame(stack, &next);
+        if (depth == 0) return flags;
+        const Frame top = frames[--depth];
+        next = static_cast<std::uint32_t>(top & index_bits);
+        if (next == index_bits) next = static_cast<std::uint32_t>(frames[--depth]);
+        n = reinterpret_cast<Node*>(top & ~index_bits);
     }
 }
 
@@ -378,7 +401,7 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
 
 void topological_order(Node* root, std::vector<Node*>& order) {
     settle();
-    std::vector<Frame> stack;
+    FrameStack stack;
     topological_order_with<true>(root, order, stack);
 }
 
@@ -420,14 +443,14 @@ Status apply_builtin_rule(Node* n) {
 Status backward(Node* root) {
     static std::vector<Node*> shared_order;
     std::vector<Node*> own_order;
-    std::vector<Frame> own_stack;
+    FrameStack own_stack;
     SharedScratch scratch;
     std::vector<Node*>& order = scratch.claimed() ? shared_order : own_order;
-    std::vector<Frame>& stack = scratch.claimed() ? shared_stack : own_stack;
+    FrameStack& stack = scratch.claimed() ? shared_stack : own_stack;
 
     settle();
     const std::uint8_t flags = topological_order_with<false>(root, order, stack);
-    shrink_scratch(stack);
+    stack.shrink();
     ++inner_grad_writes;
     root->grad = 1.0;
     Status status = Status::ok;
