@@ -51,14 +51,17 @@ PoolStats pool_stats() { return {live.size(), 0, 0, 0, 0}; }
 // Note [Giving blocks back]
 // A block whose last node is freed is unmapped, so that a big graph's memory goes back to the
 // system when it is dropped, unless the pool is short of its reserve of empty blocks: a loop
-// that drops and rebuilds a graph every step reuses the same blocks instead of mapping and
-// unmapping them each step. The reserve is the larger of the peaks of blocks in use of this
-// cycle and of the last one (a cycle: the pool grows, then shrinks), clamped between 2 and 16
-// MiB, so one big graph leaves at most 16 MiB behind, and graphs up to ~260,000 nodes (the size
-// below which backward keeps its scratch, Note [Scratch that shrinks]) are rebuilt in place. Blocks
-// are unmapped rather than madvise'd away: an unmapped block leaves the lists (for_each_node walks
-// fewer blocks) and its address space too. A block is mapped on its own, aligned to its size (Note
-// [Address-ordered allocation]).
+// that drops and rebuilds a graph every step reuses the same blocks instead of mapping them
+// again (and faulting their pages in: ~2 us a page here) each step. The pool's use goes in
+// cycles: it grows while a graph is built, and shrinks below half its peak when the graph is
+// dropped. The reserve is the smaller of the peaks of blocks in use of this cycle and the last,
+// between 2 and 256 MiB: what two steps in a row both needed. So a graph dropped after smaller
+// ones leaves at most 2 MiB behind, while the second and later steps of a loop keep theirs; once
+// the reserve shrinks, the empty blocks beyond it go back as soon as another block falls empty.
+// Blocks are unmapped rather than madvise'd away: an unmapped block leaves the lists
+// (for_each_node walks only the blocks held) and the address space too; both ways cost the same
+// page faults when memory is needed again. A block is mapped on its own, aligned to its size
+// (Note [Address-ordered allocation]).
 namespace {
 
 // The rare paths stay out of line, so that the common ones need no registers saved.
@@ -73,7 +76,7 @@ constexpr std::size_t block_bytes = std::size_t{1} << 18;
 constexpr std::size_t slots_per_block = block_bytes / slot_bytes;
 constexpr std::size_t bitmap_words = slots_per_block / 64;
 constexpr std::size_t fewest_reserved = (std::size_t{2} << 20) / block_bytes;
-constexpr std::size_t most_reserved = (std::size_t{16} << 20) / block_bytes;
+constexpr std::size_t most_reserved = (std::size_t{256} << 20) / block_bytes;
 
 struct Block {
     std::uint64_t free_bits[bitmap_words];  // bit set: slot free
@@ -97,7 +100,7 @@ Block* every_block = nullptr;  // every block held
 std::size_t held = 0;                             // blocks mapped and not given back
 std::size_t empty = 0;                            // of them, empty ones other than `current`
 std::size_t cycle_peak = 0, last_cycle_peak = 0;  // blocks in use: Note [Giving blocks back]
-bool shrinking = false;                           // a block fell empty since the pool last grew
+bool shrunk = false;  // below half the cycle's peak: the next growth starts a new cycle
 std::uint64_t maps = 0, releases = 0;
 
 void* map_block() {
@@ -171,25 +174,36 @@ void give_back(Block* b) {
     unmap_block(b);
 }
 
-// The pool grows by a block (a new one, or one that was empty): a new cycle if it had shrunk.
+// The pool grows by a block (a new one, or one that was empty).
 void note_growth() {
     const std::size_t in_use = held - empty;
-    if (shrinking) {
+    if (shrunk) {
         last_cycle_peak = cycle_peak;
         cycle_peak = 0;
-        shrinking = false;
+        shrunk = false;
     }
     if (in_use > cycle_peak) cycle_peak = in_use;
+}
+
+// Gives back empty blocks other than `current` until no more than `reserve` are left.
+void give_back_beyond(std::size_t reserve) {
+    for (Block* b = every_block; b && empty > reserve;) {
+        Block* next = b->next;
+        if (b != current && b->free_count == empty_free_count) give_back(b);
+        b = next;
+    }
 }
 
 // b, not `current`, has just lost its last node.
 MG_OUT_OF_LINE void block_emptied(Block* b) {
     ++empty;
-    shrinking = true;
-    std::size_t reserve = cycle_peak > last_cycle_peak ? cycle_peak : last_cycle_peak;
+    if (2 * (held - empty) < cycle_peak) shrunk = true;
+    std::size_t reserve = cycle_peak < last_cycle_peak ? cycle_peak : last_cycle_peak;
     if (reserve < fewest_reserved) reserve = fewest_reserved;
     if (reserve > most_reserved) reserve = most_reserved;
-    if (empty > reserve) give_back(b);
+    if (empty <= reserve) return;
+    give_back(b);
+    if (empty > reserve) give_back_beyond(reserve);  // the reserve has shrunk
 }
 
 Block* block_of(Node* n) {
