@@ -53,15 +53,16 @@ PoolStats pool_stats() { return {live.size(), 0, 0, 0, 0}; }
 // system when it is dropped, unless the pool is short of its reserve of empty blocks: a loop
 // that drops and rebuilds a graph every step reuses the same blocks instead of mapping them
 // again (and faulting their pages in: ~2 us a page here) each step. The pool's use goes in
-// cycles: it grows while a graph is built, and shrinks below half its peak when the graph is
-// dropped. The reserve is the smaller of the peaks of blocks in use of this cycle and the last,
-// between 2 and 256 MiB: what two steps in a row both needed. So a graph dropped after smaller
-// ones leaves at most 2 MiB behind, while the second and later steps of a loop keep theirs; once
-// the reserve shrinks, the empty blocks beyond it go back as soon as another block falls empty.
-// Blocks are unmapped rather than madvise'd away: an unmapped block leaves the lists
-// (for_each_node walks only the blocks held) and the address space too; both ways cost the same
-// page faults when memory is needed again. A block is mapped on its own, aligned to its size
-// (Note [Address-ordered allocation]).
+// cycles: it grows while a graph is built, and shrinks by a quarter of its peak or more when a
+// graph is dropped (by half, when the next step's graph is built before the last one goes). The
+// reserve is the smaller of the peaks of blocks in use of this cycle and the last, between 2 and
+// 256 MiB: what two steps in a row both needed. So a graph dropped after smaller ones leaves at
+// most 2 MiB behind, while the second and later steps of a loop keep theirs; once the reserve
+// shrinks, the empty blocks beyond it go back as soon as another block falls empty. Blocks are
+// unmapped rather than madvise'd away: an unmapped block leaves the lists (for_each_node walks only
+// the blocks held) and the address space too; both ways cost the same page faults when memory is
+// needed again. A block is mapped on its own, aligned to its size (Note [Address-ordered
+// allocation]).
 namespace {
 
 // The rare paths stay out of line, so that the common ones need no registers saved.
@@ -100,7 +101,7 @@ Block* every_block = nullptr;  // every block held
 std::size_t held = 0;                             // blocks mapped and not given back
 std::size_t empty = 0;                            // of them, empty ones other than `current`
 std::size_t cycle_peak = 0, last_cycle_peak = 0;  // blocks in use: Note [Giving blocks back]
-bool shrunk = false;  // below half the cycle's peak: the next growth starts a new cycle
+bool shrunk = false;  // by a quarter of the cycle's peak: the next growth starts a new cycle
 std::uint64_t maps = 0, releases = 0;
 
 void* map_block() {
@@ -197,7 +198,7 @@ void give_back_beyond(std::size_t reserve) {
 // b, not `current`, has just lost its last node.
 MG_OUT_OF_LINE void block_emptied(Block* b) {
     ++empty;
-    if (2 * (held - empty) < cycle_peak) shrunk = true;
+    if (4 * (held - empty) <= 3 * cycle_peak) shrunk = true;
     std::size_t reserve = cycle_peak < last_cycle_peak ? cycle_peak : last_cycle_peak;
     if (reserve < fewest_reserved) reserve = fewest_reserved;
     if (reserve > most_reserved) reserve = most_reserved;

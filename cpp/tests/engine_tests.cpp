@@ -448,6 +448,22 @@ TEST(a_graph_rebuilt_every_step_reuses_its_blocks) {
         CHECK_EQ(after.releases, warm.releases);
         CHECK_EQ(after.blocks, warm.blocks);
     }
+    // As a Python loop runs: the next step's graph is made before the last one is dropped.
+    small_step();
+    Node* last = long_sum(40000);
+    for (int step = 0; step < 3; ++step) {
+        Node* next = long_sum(40000);
+        mg::release(last);
+        last = next;
+    }
+    const mg::PoolStats warm = mg::pool_stats();
+    for (int step = 0; step < 10; ++step) {
+        Node* next = long_sum(40000);
+        mg::release(last);
+        last = next;
+    }
+    mg::release(last);
+    CHECK_EQ(mg::pool_stats().maps, warm.maps);
     // Then smaller steps: the blocks beyond their needs go back.
     small_step();
     small_step();
