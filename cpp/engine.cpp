@@ -139,6 +139,14 @@ void shrink_scratch(std::vector<T>& scratch) {
     if (scratch.capacity() > most_kept_scratch) std::vector<T>().swap(scratch);
 }
 
+// The traversal stays a function of its own: inlined into backward(), it would share registers
+// with the pass and spill its own.
+#if defined(_MSC_VER)
+#define MG_NOINLINE __declspec(noinline)
+#else
+#define MG_NOINLINE __attribute__((noinline))
+#endif
+
 // The traversal's stack of frames. The traversal keeps its top and room in locals, which stay
 // in registers (a std::vector's would be reloaded from memory after each store to a node).
 class FrameStack {
@@ -205,7 +213,8 @@ std::uint64_t last_mark = 0;
 // Returns the union of the visited nodes' flags. Without all_leaves, only the leaves with a
 // Python _backward are in the order (backward() has nothing to do at the others).
 template <bool all_leaves>
-std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order, FrameStack& stack) {
+MG_NOINLINE std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
+                                                FrameStack& stack) {
     const std::uint64_t mark = ++last_mark;
     std::uint8_t flags = root->flags;
     order.clear();
