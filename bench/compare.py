@@ -73,6 +73,12 @@ class Table:
         if reason not in self.notes:
             self.notes.append(reason)
 
+    def text(self, row, column, text):
+        """A cell shown as it is, without a ratio."""
+        if row not in self.rows:
+            self.rows.append(row)
+        self.cells[(row, column)] = ("text", text)
+
     def median(self, row, column):
         values = self.cells.get((row, column))
         return statistics.median(values) if isinstance(values, list) else None
@@ -86,7 +92,9 @@ class Table:
             for column, _ in COLUMNS:
                 value = self.median(row, column)
                 cell = self.cells.get((row, column))
-                if value is None:
+                if isinstance(cell, tuple):  # text as it was measured: Table.text
+                    cells.append(cell[1])
+                elif value is None:
                     cells.append(f"skipped [{self.notes.index(cell) + 1}]" if cell else "")
                 elif base is None or column == BASELINE:
                     cells.append(number(value))
@@ -281,17 +289,49 @@ def w5(table, backends, quick, repeats):
     )
 
 
+def w6(table, backends, quick, repeats):
+    sizes = (1_000_000,) if quick else workloads.W6_SIZES
+    for n in sizes:
+        for shape in workloads.W6_SHAPES:
+            row = f"W6 {shape}, {n:.0e} nodes: MiB at start / peak / after the drop"
+            for name in workloads.W6_BACKENDS:
+                if name not in backends:
+                    continue
+                if n > workloads.W6_LARGEST[name]:
+                    table.skip(
+                        row,
+                        name,
+                        f"W6: {name} is run up to {workloads.W6_LARGEST[name]:,}"
+                        " nodes here (time, memory)",
+                    )
+                    continue
+                start, grown, kept = workloads.w6_check(workloads.w6_run(name, shape, n))
+                table.text(row, name, f"{start:.0f} / +{grown:.0f} / +{kept:.1f}")
+    return (
+        "W6: resident memory of a fresh interpreter before the graph, its peak while the graph "
+        "is built and backpropagated, and after it is dropped (the collector run), over the "
+        "start: chain is W3's (4 nodes a step), wide is sum() of n/2 leaves, mlp is W2's graph "
+        "built n/65,818 times and summed"
+    )
+
+
+WORKLOADS = {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "w6": w6}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats")
     parser.add_argument("--repeats", type=int, help="repeats per cell (default 5, 3 with --quick)")
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help="comma-separated workloads (default: all)"
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
 
     print("\n".join(machine()), flush=True)
     backends, missing = loaded_backends()
     table, notes = Table(), []
-    for workload in (w1, w2, w3, w4, w5):
+    for workload in (WORKLOADS[name] for name in args.only.split(",")):
         start = time.perf_counter()
         notes.append(workload(table, backends, args.quick, repeats))
         seconds = time.perf_counter() - start

@@ -4,6 +4,8 @@ W1  a seeded random program of scalar ops, each taking the previous result as fi
 W2  one training step of micrograd's demo.ipynb: MLP(2, [16, 16, 1]) on 100 moons, SVM loss
 W3  a deep chain, y = y*1.0001 + 0.0001 repeated n times
 W4  resident memory per graph node of W1, measured in a fresh interpreter per backend
+W6  resident memory before, at the peak and after dropping graphs of three shapes (fresh
+    interpreters)
 (W5, a digits classifier's training step, is in w5_digits.py.)
 
 Every workload runs on each backend of BACKENDS: micrograd-cpp's C++ engine ('cpp') and its
@@ -15,7 +17,8 @@ float64 tensors ('torch', one thread). W2 also runs torch the way torch users wr
 Each workload checks what it computes: cpp must equal the pure oracle exactly; micrograd and
 torch must agree with it to 1e-9 relative (they sum gradients in another order).
 
-Run as a script, `python workloads.py memory BACKEND N_OPS` prints W4's measurement as JSON.
+Run as a script, `python workloads.py memory BACKEND N_OPS` prints W4's measurement as JSON, and
+`python workloads.py dropped BACKEND SHAPE N_NODES` W6's.
 """
 
 import contextlib
@@ -828,15 +831,124 @@ def w4_check(result):
     return result["bytes_per_node"]
 
 
+# ---------------------------------------------------------------------------------------------
+# W6: resident memory before, at the peak and after dropping a graph, in a fresh interpreter
+
+W6_SHAPES = ("chain", "wide", "mlp")
+W6_SIZES = (100_000, 1_000_000, 10_000_000)
+W6_BACKENDS = ("cpp", "pure", "micrograd")
+# Sizes a backend is not run at on this 24 GB, 2-core machine: minutes a graph, GBs of memory.
+W6_LARGEST = {"cpp": 10_000_000, "pure": 1_000_000, "micrograd": 1_000_000}
+MLP_NODES = 65_818  # W2's graph: the demo's loss over 100 moons
+
+
+def w6_build(be, shape, n_nodes):
+    """A graph of about n_nodes nodes: returns (root, what keeps its leaves alive)."""
+    V = be.Value
+    if shape == "chain":  # W3, 4 nodes a step
+        root = x = V(1.0)
+        for _ in range(n_nodes // 4):
+            root = root * 1.0001 + 0.0001
+        return root, x
+    if shape == "wide":  # sum() of as many leaves: a leaf and a '+' each
+        xs = [V(i * 1e-6) for i in range(n_nodes // 2)]
+        return sum(xs), xs
+    if shape == "mlp":  # the demo's loss graph, built again and again, summed
+        from micrograd_cpp.datasets import make_moons
+
+        X, y = make_moons(n_samples=100, noise=0.1, seed=1337)
+        model = be.MLP(2, [16, 16, 1])
+        total = 0.0
+        for _ in range(max(1, round(n_nodes / MLP_NODES))):
+            scores = [model(list(map(V, xrow))) for xrow in X]
+            losses = [(1 + -float(yi) * si).relu() for yi, si in zip(y, scores, strict=True)]
+            data_loss = sum(losses) * (1.0 / len(losses))
+            reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+            total = data_loss + reg_loss + total
+        return total, model
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _peak_rss():
+    """The process's resident high-water mark in bytes (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def w6_measure(backend, shape, n_nodes):
+    """Build, backpropagate and drop a graph in this (fresh) process: resident memory before, at
+    the peak and after, the collector on as users run it and run once after the drop."""
+    be = load(backend)
+    small, keep = w6_build(be, shape, 1000)  # the code paths warm, the imports done
+    be.backward(small)
+    del small, keep
+    gc.collect()
+    before = rss()
+    root, keep = w6_build(be, shape, n_nodes)
+    be.backward(root)
+    data, grad = be.data(root), be.grad(root)
+    peak = _peak_rss()
+    del root, keep
+    gc.collect()
+    after = rss()
+    pool = None
+    if backend == "cpp":
+        from micrograd_cpp import _core
+
+        pool = _core._pool_stats() if hasattr(_core, "_pool_stats") else None
+    return {
+        "backend": backend,
+        "shape": shape,
+        "nodes": n_nodes,
+        "before": before,
+        "peak": max(peak, before),
+        "after": after,
+        "data": data,
+        "grad": grad,
+        "pool": pool,
+    }
+
+
+def w6_run(backend, shape, n_nodes):
+    """w6_measure in a fresh interpreter; ImportError when the backend is not installed."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "dropped", backend, shape, str(n_nodes)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if out.returncode == 3:
+        raise ImportError(out.stderr.strip())
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def w6_check(result):
+    """Assert a W6 measurement computed something and gave its memory back (within 20 MiB after
+    a graph up to 1e6 nodes, 50 MiB after a bigger one, for micrograd-cpp); returns MiB
+    (before, peak - before, after - before)."""
+    assert result["grad"] == 1.0 and math.isfinite(result["data"]), result
+    mib = 2**20
+    grown, kept = result["peak"] - result["before"], result["after"] - result["before"]
+    if result["backend"] == "cpp":
+        assert kept < (20 if result["nodes"] <= 1_000_000 else 50) * mib, result
+    return result["before"] / mib, grown / mib, kept / mib
+
+
 def main(argv):
-    if len(argv) != 3 or argv[0] != "memory":
-        sys.exit("usage: python workloads.py memory BACKEND N_OPS")
+    if argv[:1] == ["memory"] and len(argv) == 3:
+        name, measure = argv[1], lambda: w4_measure(argv[1], int(argv[2]))
+    elif argv[:1] == ["dropped"] and len(argv) == 4:
+        name, measure = argv[1], lambda: w6_measure(argv[1], argv[2], int(argv[3]))
+    else:
+        sys.exit(
+            "usage: python workloads.py memory BACKEND N_OPS\n"
+            "       python workloads.py dropped BACKEND SHAPE N_NODES"
+        )
     try:
-        load(argv[1])
+        load(name)
     except ImportError as error:
         print(error, file=sys.stderr)
         sys.exit(3)
-    print(json.dumps(w4_measure(argv[1], int(argv[2]))))
+    print(json.dumps(measure()))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 #include "engine.hpp"
 
+#include <cstring>
+#include <memory>
+
 #include "deferred_stores.hpp"
 #include "node_pool.hpp"
 #include "rules.hpp"
@@ -128,13 +131,62 @@ void destroy(Node* n) noexcept {
     draining = false;
 }
 
+// A node whose children are being visited, and the index of the child to resume from: the
+// index is in the address's low bits (nodes are 8-aligned), or past 6 in an entry of its own
+// below it. Eight bytes a frame instead of 16: a chain's stack is as deep as the chain.
+using Frame = std::uintptr_t;
+constexpr Frame index_bits = 7;
+static_assert(alignof(Node) > index_bits, "a node's address leaves room for an index");
+
+// Note [Scratch that shrinks]
+// Scratch space kept between passes saves a training step its allocations, but one big graph
+// would leave its peak behind for good: past this many entries (a graph of ~260,000 nodes,
+// four times the demo's), a pass frees what it used.
+constexpr std::size_t most_kept_scratch = std::size_t{1} << 18;
+template <class T>
+void shrink_scratch(std::vector<T>& scratch) {
+    if (scratch.capacity() > most_kept_scratch) std::vector<T>().swap(scratch);
+}
+
+// The traversal stays a function of its own: inlined into backward(), it would share registers
+// with the pass and spill its own.
+#if defined(_MSC_VER)
+#define MG_NOINLINE __declspec(noinline)
+#else
+#define MG_NOINLINE __attribute__((noinline))
+#endif
+
+// The traversal's stack of frames. The traversal keeps its top and room in locals, which stay
+// in registers (a std::vector's would be reloaded from memory after each store to a node).
+class FrameStack {
+  public:
+    Frame* frames() { return frames_.get(); }
+    std::size_t room() const { return room_; }
+    // Room for at least `needed` frames, keeping the first `depth`.
+    Frame* grow(std::size_t depth, std::size_t needed) {
+        std::size_t room = room_ ? 2 * room_ : 256;
+        while (room < needed) room *= 2;
+        std::unique_ptr<Frame[]> bigger(new Frame[room]);
+        if (depth) std::memcpy(bigger.get(), frames_.get(), depth * sizeof(Frame));
+        frames_ = std::move(bigger);
+        room_ = room;
+        return frames_.get();
+    }
+    void shrink() {  // Note [Scratch that shrinks]
+        if (room_ > most_kept_scratch) {
+            frames_.reset();
+            room_ = 0;
+        }
+    }
+
+  private:
+    std::unique_ptr<Frame[]> frames_;
+    std::size_t room_ = 0;
+};
+
 // Traversal scratch space, reused across calls unless a call is already using it (a Python
 // _backward may run backward() again before the outer call finishes).
-struct Frame {
-    Node* node;
-    std::uint32_t next_child;
-};
-std::vector<Frame> shared_stack;
+FrameStack shared_stack;
 bool shared_stack_busy = false;
 
 // Claims the shared scratch space unless it is in use, and gives it back however the scope
@@ -167,18 +219,21 @@ struct Pinned {
 };
 std::uint64_t last_mark = 0;
 
-// Returns the union of the visited nodes' flags.
-std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
-                                    std::vector<Frame>& stack) {
+// Returns the union of the visited nodes' flags. Without all_leaves, only the leaves with a
+// Python _backward are in the order (backward() has nothing to do at the others).
+template <bool all_leaves>
+MG_NOINLINE std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
+                                                FrameStack& stack) {
     const std::uint64_t mark = ++last_mark;
     std::uint8_t flags = root->flags;
     order.clear();
-    stack.clear();
     root->mark = mark;
     // The node being expanded and its next child stay in registers; the stack holds its
     // ancestors, each with the index of the child to resume from.
     Node* n = root;
     std::uint32_t next = 0;
+    Frame* frames = stack.frames();
+    std::size_t depth = 0, room = stack.room();
     for (;;) {
         std::uint32_t count = child_count(n);
         Node* const* kids = children(n);
@@ -187,21 +242,32 @@ std::uint8_t topological_order_with(Node* root, std::vector<Node*>& order,
             if (k->mark == mark) continue;
             k->mark = mark;
             flags |= k->flags;
-            if (child_count(k) == 0) {
-                order.push_back(k);  // a leaf is finished as soon as it is reached
+            if (child_count(k) == 0) {  // a leaf is finished as soon as it is reached
+                if (all_leaves || (k->flags & has_python_backward)) order.push_back(k);
                 continue;
             }
-            stack.push_back({n, next});
+            if (room - depth < 2) {
+                frames = stack.grow(depth, depth + 2);
+                room = stack.room();
+            }
+            const auto address = reinterpret_cast<Frame>(n);
+            if (next < index_bits) {
+                frames[depth++] = address | next;
+            } else {
+                frames[depth++] = next;
+                frames[depth++] = address | index_bits;
+            }
             n = k;
             next = 0;
             count = child_count(n);
             kids = children(n);
         }
         order.push_back(n);
-        if (stack.empty()) return flags;
-        n = stack.back().node;
-        next = stack.back().next_child;
-        stack.pop_back();
+        if (depth == 0) return flags;
+        const Frame top = frames[--depth];
+        next = static_cast<std::uint32_t>(top & index_bits);
+        if (next == index_bits) next = static_cast<std::uint32_t>(frames[--depth]);
+        n = reinterpret_cast<Node*>(top & ~index_bits);
     }
 }
 
@@ -345,8 +411,8 @@ static void assign_children(Node* n, Node* const* kids, std::size_t count) {
 
 void topological_order(Node* root, std::vector<Node*>& order) {
     settle();  // Note [Deferred stores]
-    std::vector<Frame> stack;
-    topological_order_with(root, order, stack);
+    FrameStack stack;
+    topological_order_with<true>(root, order, stack);
 }
 
 namespace {
@@ -388,13 +454,14 @@ Status apply_builtin_rule(Node* n) {
 Status backward(Node* root) {
     static std::vector<Node*> shared_order;
     std::vector<Node*> own_order;
-    std::vector<Frame> own_stack;
+    FrameStack own_stack;
     SharedScratch scratch;
     std::vector<Node*>& order = scratch.claimed() ? shared_order : own_order;
-    std::vector<Frame>& stack = scratch.claimed() ? shared_stack : own_stack;
+    FrameStack& stack = scratch.claimed() ? shared_stack : own_stack;
 
     settle();  // Note [Deferred stores]
-    const std::uint8_t flags = topological_order_with(root, order, stack);
+    const std::uint8_t flags = topological_order_with<false>(root, order, stack);
+    stack.shrink();
     grads_written();
     root->grad = 1.0;
     Status status = Status::ok;
@@ -403,6 +470,7 @@ Status backward(Node* root) {
             status = builtin_rule(order[i]);
             if (status != Status::ok) break;
         }
+        shrink_scratch(order);
         return status;
     }
 

@@ -1,5 +1,7 @@
 """Long runs leak nothing: memory stays flat over 1,000 steps of the demo's training loop and over
 100 graphs of a million nodes built, backpropagated and dropped, with the cycle collector off.
+A dropped graph gives its memory back: resident memory returns to within 20 MiB of where it was,
+on both engines, with the collector on and off.
 
 Each run is a fresh interpreter, so that the test run's own allocations are not measured.
 Memory is the resident size; under AddressSanitizer (scripts/sanitize.sh), whose quarantine and
@@ -8,16 +10,19 @@ which is stricter still: a single leaked node per step would show.
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import helpers
 import pytest
 
 if not os.path.exists("/proc/self/statm"):
     pytest.importorskip("psutil")  # elsewhere than Linux, psutil reads the resident size
 
 ALLOWED_GROWTH = 4 * 2**20  # bytes, after warm-up
+ALLOWED_AFTER_DROP = 20 * 2**20  # bytes left after a graph of a million nodes is dropped
 
 MEMORY = """
     import ctypes, gc, os
@@ -45,8 +50,8 @@ MEMORY = """
 """
 
 
-def measure(code):
-    """Run MEMORY + code in a fresh interpreter; code prints the growth in bytes."""
+def run_measured(code):
+    """Run MEMORY + code in a fresh interpreter; returns the lines it printed."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(MEMORY) + textwrap.dedent(code)],
         capture_output=True,
@@ -54,27 +59,40 @@ def measure(code):
         timeout=600,
     )
     assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
-    return int(result.stdout.split()[-1])
+    return result.stdout.splitlines()
+
+
+def measure(code):
+    """Run MEMORY + code in a fresh interpreter; code prints the growth in bytes last."""
+    return int(run_measured(code)[-1])
 
 
 def test_a_thousand_training_steps():
     """demo.ipynb's loop: forward over the data set, zero_grad, backward, SGD step."""
     code = """
-        from micrograd_cpp import demo
+        from micrograd_cpp import _core, demo
 
         assert demo.cpp_available()
         samples = {}
+        pool = {}
 
         def on_step(k, loss, acc):
             if k in (99, 999):
                 samples[k] = memory()
+                pool[k] = _core._pool_stats()
 
         *_, history, _ = demo.run(1000, on_step=on_step)
         assert len(history) == 1000 and history[-1][1] == 1.0, history[-1]
+        print(pool[999]["maps"] - pool[99]["maps"], pool[999]["releases"] - pool[99]["releases"])
         print(samples[999] - samples[99])
     """
-    growth = measure(code)
+    out = run_measured(code)
+    maps, releases = map(int, out[-2].split())
+    growth = int(out[-1])
     assert growth < ALLOWED_GROWTH, f"memory grew by {growth / 2**20:.1f} MiB over 900 steps"
+    # The pool keeps the blocks each step uses rather than giving them back and mapping them
+    # again (Note [Giving blocks back]): 900 steps, not one block mapped or released each.
+    assert maps < 10 and releases < 10, (maps, releases)
 
 
 def test_a_hundred_graphs_of_a_million_nodes():
@@ -106,3 +124,153 @@ def test_a_hundred_graphs_of_a_million_nodes():
     """
     growth = measure(code)
     assert growth < ALLOWED_GROWTH, f"memory grew by {growth / 2**20:.1f} MiB over 95 graphs"
+
+
+# Graphs of about n nodes, built on the engine `Value` and the `nn` given: (root, what keeps the
+# leaves alive). The shapes of bench/workloads.py's W6.
+SHAPES = """
+    def chain(n):  # y*c + d, four nodes a step: a graph as deep as it is big
+        x = y = Value(1.0)
+        for _ in range(n // 4):
+            y = y * 1.0001 + 0.0001
+        return y, x
+
+    def wide(n):  # sum() of n/2 leaves: as wide as it is big
+        xs = [Value(i * 1e-6) for i in range(n // 2)]
+        return sum(xs), xs
+
+    def mlp(n):  # the demo's loss graph (65,818 nodes), built again and again, summed
+        import random
+
+        from micrograd_cpp import losses
+        from micrograd_cpp.datasets import make_moons
+
+        random.seed(1337)
+        X, y = make_moons(100, noise=0.1, seed=1337)
+        model = nn.MLP(2, [16, 16, 1])
+        total = 0.0
+        for _ in range(max(1, n // 65_818)):
+            total = losses.svm_loss(model, X, y)[0] + total
+        return total, model
+"""
+
+
+def engine_code(backend):
+    """Imports `Value` and `nn` of the backend, then defines the shapes."""
+    if backend == "cpp":
+        imports = """
+            from micrograd_cpp import demo
+            from micrograd_cpp._core import Value
+
+            nn = demo.nn_module("cpp")
+        """
+    else:
+        imports = """
+            from micrograd_cpp.pure import nn
+            from micrograd_cpp.pure.engine import Value
+        """
+    return textwrap.dedent(imports) + textwrap.dedent(SHAPES)
+
+
+# CPython keeps up to 2,000 freed tuples of each size for reuse, and the pure engine's nodes hold
+# their children in tuples: after the demo's graphs, those scattered over pymalloc's arenas keep
+# ~50 MiB of them mapped until a full collection empties the free lists. With the collector on,
+# one comes; with it off, not necessarily.
+PINNED_BY_TUPLE_FREE_LISTS = pytest.mark.xfail(
+    strict=False, reason="CPython's tuple free lists pin pymalloc arenas until a full collection"
+)
+CASES = [
+    pytest.param(
+        backend,
+        shape,
+        collector,
+        marks=[PINNED_BY_TUPLE_FREE_LISTS]
+        if (backend, shape, collector) == ("pure", "mlp", "gc off")
+        else [],
+    )
+    for backend in helpers.MODULES
+    for shape in ("chain", "wide", "mlp")
+    for collector in ("gc on", "gc off")
+]
+
+
+@pytest.mark.parametrize(("backend", "shape", "collector"), CASES)
+def test_a_dropped_graph_gives_its_memory_back(backend, shape, collector):
+    """A million nodes built, backpropagated and dropped: memory comes back to within 20 MiB
+    (the pool keeps up to 16 MiB of empty blocks, Note [Giving blocks back])."""
+    code = engine_code(backend) + textwrap.dedent(f"""
+        if {collector == "gc on"}:
+            gc.enable()
+        root, keep = {shape}(1000)  # code paths warm
+        root.backward()
+        del root, keep
+        gc.collect()
+        start = memory()
+        root, keep = {shape}(1_000_000)
+        root.backward()
+        assert root.grad == 1.0
+        del root, keep
+        if gc.isenabled():
+            gc.collect()  # as the collector would, sooner or later
+        print(memory() - start)
+    """)
+    kept = measure(code)
+    assert kept < ALLOWED_AFTER_DROP, f"{kept / 2**20:.1f} MiB kept after the graph was dropped"
+
+
+@pytest.mark.parametrize("backend", list(helpers.MODULES))
+def test_twenty_rounds_stay_flat(backend):
+    """Build, backpropagate and drop the three shapes twenty times: memory does not creep up
+    (the pure engine at a tenth of the size: it is 30 times slower)."""
+    n = 1_000_000 if backend == "cpp" else 100_000
+    code = engine_code(backend) + textwrap.dedent(f"""
+        def round():
+            for shape in (chain, wide, mlp):
+                root, keep = shape({n})
+                root.backward()
+                del root, keep
+
+        round()
+        round()
+        start = memory()
+        for _ in range(18):
+            round()
+        print(memory() - start)
+    """)
+    growth = measure(code)
+    assert growth < ALLOWED_GROWTH, f"memory grew by {growth / 2**20:.1f} MiB over 18 rounds"
+
+
+ARENAS = re.compile(r"# arenas allocated current\s*=\s*(\d+)")
+
+
+@pytest.mark.parametrize("shape", ["chain", "wide", "mlp"])
+def test_values_leave_no_arena_pinned(shape):
+    """pymalloc gives an arena (1 MiB of small objects) back once nothing lives in it: after a
+    graph of a million nodes, every arena its Values filled is given back, gc off."""
+    code = engine_code("cpp") + textwrap.dedent(f"""
+        import sys
+
+        root, keep = {shape}(1000)
+        root.backward()
+        del root, keep
+        sys._debugmallocstats()
+        root, keep = {shape}(1_000_000)
+        root.backward()
+        sys._debugmallocstats()
+        del root, keep
+        sys._debugmallocstats()
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MEMORY) + code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stderr}"
+    counts = [int(n) for n in ARENAS.findall(result.stderr)]
+    if not counts:
+        pytest.skip("pymalloc is not in use (PYTHONMALLOC, or a sanitized interpreter)")
+    before, peak, after = counts
+    assert peak > before  # the graph's Values were in arenas
+    assert after <= before + 1, counts

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fused.hpp"
+#include "node_pool.hpp"
 #include "optim.hpp"
 #include "program.hpp"
 #include "value.hpp"
@@ -32,6 +33,18 @@ py::list topological_order_of(py::handle root) {
     return py::reinterpret_steal<py::list>(out);
 }
 
+// For tests and benchmarks: what the node pool holds (Note [Giving blocks back]).
+py::dict pool_stats_of() {
+    const PoolStats s = pool_stats();
+    py::dict out;
+    out["live_nodes"] = s.live_nodes;
+    out["blocks"] = s.blocks;
+    out["empty_blocks"] = s.empty_blocks;
+    out["maps"] = s.maps;
+    out["releases"] = s.releases;
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -52,4 +65,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("topological_order", &topological_order_of, py::arg("root"),
           "Nodes under root, children before parents, in the order backward() visits them "
           "reversed.");
+    m.def("_pool_stats", &pool_stats_of,
+          "The node pool's live nodes, blocks held (empty_blocks of them empty), and blocks "
+          "mapped and given back so far.");
 }

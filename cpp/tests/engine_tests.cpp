@@ -424,6 +424,115 @@ TEST(a_mark_passes_to_nodes_made_over_it_and_spreads_to_those_made_before) {
     for (Node* n : {a, b, early, other, late}) CHECK(!(n->flags & mg::spread_visited));
 }
 
+// Note [Giving blocks back] in node_pool.cpp: a block holds 4,087 nodes; a graph dropped after
+// smaller ones leaves at most 2 MiB of empty blocks (8) behind. Sanitizer builds have no blocks:
+// these tests check only their nodes there.
+constexpr std::size_t fewest_reserved_blocks = 8;
+
+bool pool_has_blocks() {
+    Node* probe = mg::new_leaf(0.0);
+    const bool blocks = mg::pool_stats().blocks > 0;
+    mg::release(probe);
+    return blocks;
+}
+
+// A chain of 2n nodes, x0 + 1 + 2 + ... + n, owned by the result.
+Node* long_sum(int n) {
+    Node* y = mg::new_leaf(0.0);
+    for (int i = 1; i <= n; ++i) y = mg::add_taking(y, mg::new_leaf(i));
+    return y;
+}
+
+// A small graph built and dropped: the pool's last cycle was small, whatever ran before.
+void small_step() { mg::release(long_sum(10000)); }
+
+TEST(a_dropped_graph_gives_its_blocks_back) {
+    small_step();
+    const mg::PoolStats before = mg::pool_stats();
+    Node* y = long_sum(300000);  // 600,001 nodes: ~147 blocks
+    const mg::PoolStats peak = mg::pool_stats();
+    CHECK_EQ(peak.live_nodes, before.live_nodes + 600001);
+    mg::release(y);  // torn down in one loop (Note [Iterative teardown])
+    const mg::PoolStats after = mg::pool_stats();
+    CHECK_EQ(after.live_nodes, before.live_nodes);
+    if (!pool_has_blocks()) return;
+    CHECK(peak.blocks >= 147);
+    CHECK(after.empty_blocks <= fewest_reserved_blocks);
+    CHECK(after.blocks - after.empty_blocks <= before.blocks - before.empty_blocks);
+    CHECK(after.blocks <= before.blocks - before.empty_blocks + fewest_reserved_blocks);
+    CHECK_EQ(after.maps - before.maps,
+             after.blocks + after.releases - before.blocks - before.releases);
+}
+
+TEST(a_graph_rebuilt_every_step_reuses_its_blocks) {
+    // Twice the size of the smallest reserve, and far more: kept because the step before used
+    // them too. The first two steps map and give back; later ones neither.
+    for (const int n : {40000, 300000}) {
+        small_step();
+        for (int step = 0; step < 2; ++step) mg::release(long_sum(n));
+        const mg::PoolStats warm = mg::pool_stats();
+        for (int step = 0; step < 10; ++step) mg::release(long_sum(n));
+        const mg::PoolStats after = mg::pool_stats();
+        CHECK_EQ(after.live_nodes, warm.live_nodes);
+        CHECK_EQ(after.maps, warm.maps);
+        CHECK_EQ(after.releases, warm.releases);
+        CHECK_EQ(after.blocks, warm.blocks);
+    }
+    // As a Python loop runs: the next step's graph is made before the last one is dropped.
+    small_step();
+    Node* last = long_sum(40000);
+    for (int step = 0; step < 3; ++step) {
+        Node* next = long_sum(40000);
+        mg::release(last);
+        last = next;
+    }
+    const mg::PoolStats warm = mg::pool_stats();
+    for (int step = 0; step < 10; ++step) {
+        Node* next = long_sum(40000);
+        mg::release(last);
+        last = next;
+    }
+    mg::release(last);
+    CHECK_EQ(mg::pool_stats().maps, warm.maps);
+    // Then smaller steps: the blocks beyond their needs go back.
+    small_step();
+    small_step();
+    if (pool_has_blocks()) CHECK(mg::pool_stats().empty_blocks <= fewest_reserved_blocks);
+}
+
+TEST(for_each_node_skips_the_blocks_given_back) {
+    // Keep every 50,000th node of a graph spread over ~147 blocks; free the rest and the blocks.
+    small_step();
+    std::vector<Node*> leaves, kept;
+    for (int i = 0; i < 600000; ++i) leaves.push_back(mg::new_leaf(i));
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+        if (i % 50000 == 7) {
+            kept.push_back(leaves[i]);
+        } else {
+            mg::release(leaves[i]);
+        }
+    }
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), kept.size());  // no other test leaves a node alive
+    for (Node* n : kept) CHECK_EQ(visited_nodes.count(n), 1u);
+    if (pool_has_blocks()) {
+        const mg::PoolStats stats = mg::pool_stats();
+        CHECK(stats.blocks - stats.empty_blocks <= kept.size() + 1);
+        CHECK(stats.empty_blocks <= fewest_reserved_blocks);
+    }
+    // New nodes go into the blocks kept, then into new ones; all are visited.
+    Node* y = long_sum(100000);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), kept.size() + 200001);
+    mg::release(y);
+    for (Node* n : kept) mg::release(n);
+    visited_nodes.clear();
+    mg::for_each_node(visit_node);
+    CHECK_EQ(visited_nodes.size(), 0u);
+}
+
 TEST(add_value_and_rule) {
     Owned own;
     const double x = 1.5, y = -4.25, g = 0.75, prior = 0.5;
