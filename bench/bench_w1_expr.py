@@ -3,15 +3,16 @@ first operand the previous result (a chain ~1e5 deep), then one backward. Forwar
 are timed separately; extra_info holds the median ns/op. The replay benchmark compiles the graph
 once and times prog.forward() and prog.backward() together, per node."""
 
+import harness
 import pytest
-import workloads
+import w1_expr
 
 QUICK_OPS = 10_000
 
 
 @pytest.fixture
 def w1(backend, quick):
-    return workloads.w1_pass(backend, QUICK_OPS if quick else workloads.W1_OPS)
+    return w1_expr.w1_pass(backend, QUICK_OPS if quick else w1_expr.W1_OPS)
 
 
 @pytest.mark.benchmark(group="W1 expr forward")
@@ -30,12 +31,12 @@ def test_w1_backward(timed, w1):
 @pytest.mark.benchmark(group="W1 expr replay")
 @pytest.mark.parametrize("backend_name", ["cpp", "pure"])  # compile() is micrograd-cpp's
 def test_w1_replay(timed, backend, quick):
-    replay = workloads.Replay(backend, QUICK_OPS if quick else workloads.W1_OPS)
+    replay = w1_expr.Replay(backend, QUICK_OPS if quick else w1_expr.W1_OPS)
     data, grads = timed.rounds(
         replay.setup,
         replay.run,
         replay.result,
-        workloads.rounds(replay.seconds()),
+        harness.rounds(replay.seconds()),
         replay.count,
         "node",
     )

@@ -1,7 +1,7 @@
 """W2: one training step of micrograd's demo.ipynb (100 moons, MLP(2, [16, 16, 1]), SVM loss with
 1e-4 L2, zero_grad, backward, SGD): ~65,800 graph nodes a step.
 
-Variants: the notebook's code verbatim (workloads.w2_notebook) on each backend ('notebook'); the
+Variants: the notebook's code verbatim (w2_moons.w2_notebook) on each backend ('notebook'); the
 step written with micrograd-cpp's losses.svm_loss and optim.SGD ('optim'); the notebook's graph
 built once and replayed with micrograd_cpp.compile ('compiled'); and torch as torch
 users write it, on a 100x2 tensor with nn.Linear layers ('batched'). Each round is one step of a
@@ -13,40 +13,40 @@ graph, and records the anchor's median, measured in the same run, in extra_info.
 """
 
 import pytest
-import workloads
+import w2_moons
 
 
 @pytest.mark.benchmark(group="W2 moons step: notebook")
 def test_w2_notebook(timed, backend):
-    steps = workloads.Steps("notebook", backend.name)
+    steps = w2_moons.Steps("notebook", backend.name)
     steps.verify(timed.steps(steps, backend))
 
 
 @pytest.mark.benchmark(group="W2 moons step: optim.SGD")
 @pytest.mark.parametrize("backend_name", ["cpp", "pure"])
 def test_w2_optim(timed, backend):
-    steps = workloads.Steps("optim", backend.name)
+    steps = w2_moons.Steps("optim", backend.name)
     steps.verify(timed.steps(steps, backend))
 
 
 @pytest.mark.benchmark(group="W2 moons step: compiled")
 @pytest.mark.parametrize("backend_name", ["cpp", "pure"])
 def test_w2_compiled(timed, backend):
-    steps = workloads.Steps("compiled", backend.name)
+    steps = w2_moons.Steps("compiled", backend.name)
     steps.verify(timed.steps(steps, backend))
 
 
 @pytest.mark.benchmark(group="W2 moons step: torch batched")
 @pytest.mark.parametrize("backend_name", ["torch"])
 def test_w2_torch_batched(timed, backend):
-    steps = workloads.Steps("batched", backend.name)
+    steps = w2_moons.Steps("batched", backend.name)
     steps.verify(timed.steps(steps, backend))
 
 
 @pytest.mark.benchmark(group="W2 graph: replay forward+backward")
 def test_w2_replay_against_the_tape_anchor(benchmark, tmp_path, quick):
     try:
-        anchor = workloads.TapeAnchor(tmp_path)
+        anchor = w2_moons.TapeAnchor(tmp_path)
     except ImportError as error:
         pytest.skip(str(error))
     rounds = 3 if quick else 50
@@ -65,4 +65,4 @@ def test_w2_replay_against_the_tape_anchor(benchmark, tmp_path, quick):
 
 
 def test_w2_graph_size():
-    assert 65_000 < workloads.w2_nodes() < 66_000
+    assert 65_000 < w2_moons.w2_nodes() < 66_000

@@ -4,18 +4,18 @@ measured from /proc/self/statm in a fresh interpreter per backend."""
 import os
 
 import pytest
-import workloads
+import w4_memory
 
 QUICK_OPS = 100_000
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
-@pytest.mark.parametrize("backend_name", workloads.W4_BACKENDS)
+@pytest.mark.parametrize("backend_name", w4_memory.W4_BACKENDS)
 def test_w4_memory(backend_name, quick, record_property):
     try:
-        result = workloads.w4_run(backend_name, QUICK_OPS if quick else workloads.W4_OPS)
+        result = w4_memory.w4_run(backend_name, QUICK_OPS if quick else w4_memory.W4_OPS)
     except ImportError as error:
         pytest.skip(f"{backend_name} is not installed ({error})")
-    bytes_per_node = workloads.w4_check(result)
+    bytes_per_node = w4_memory.w4_check(result)
     record_property("bytes_per_node", bytes_per_node)
     print(f"{backend_name}: {bytes_per_node:.0f} bytes per node ({result['nodes']} nodes)")

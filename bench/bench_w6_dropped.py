@@ -5,24 +5,24 @@ benchmarking disabled (as CI runs them): 1e6 nodes on micrograd-cpp, 1e5 on the 
 import os
 
 import pytest
-import workloads
+import w6_dropped
 
 QUICK_NODES = {"cpp": 1_000_000, "pure": 100_000, "micrograd": 100_000}
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
-@pytest.mark.parametrize("n_nodes", workloads.W6_SIZES)
-@pytest.mark.parametrize("shape", workloads.W6_SHAPES)
-@pytest.mark.parametrize("backend_name", workloads.W6_BACKENDS)
+@pytest.mark.parametrize("n_nodes", w6_dropped.W6_SIZES)
+@pytest.mark.parametrize("shape", w6_dropped.W6_SHAPES)
+@pytest.mark.parametrize("backend_name", w6_dropped.W6_BACKENDS)
 def test_w6_dropped(backend_name, shape, n_nodes, quick, record_property):
-    if n_nodes > workloads.W6_LARGEST[backend_name]:
+    if n_nodes > w6_dropped.W6_LARGEST[backend_name]:
         pytest.skip(f"{backend_name}: {n_nodes:,} nodes take too long or too much memory here")
     if quick and n_nodes != QUICK_NODES[backend_name]:
         pytest.skip("--benchmark-disable: one size per backend")
     try:
-        result = workloads.w6_run(backend_name, shape, n_nodes)
+        result = w6_dropped.w6_run(backend_name, shape, n_nodes)
     except ImportError as error:
         pytest.skip(f"{backend_name} is not installed ({error})")
-    start, grown, kept = workloads.w6_check(result)
+    start, grown, kept = w6_dropped.w6_check(result)
     record_property("mib_start_peak_after", (start, grown, kept))
     print(f"{backend_name} {shape} {n_nodes:,}: {start:.0f} MiB, peak +{grown:.0f}, +{kept:.1f}")

@@ -16,8 +16,13 @@ import tempfile
 import time
 from importlib import metadata
 
+import harness
+import w1_expr
+import w2_moons
+import w3_deep
+import w4_memory
 import w5_digits
-import workloads
+import w6_dropped
 
 COLUMNS = (
     ("cpp", "micrograd-cpp"),
@@ -114,9 +119,9 @@ def ratio(x):
 
 def loaded_backends():
     backends, missing = {}, []
-    for name in workloads.BACKENDS:
+    for name in harness.BACKENDS:
         try:
-            backends[name] = workloads.load(name)
+            backends[name] = harness.load(name)
         except ImportError as error:
             missing.append(f"{name}: not installed ({error})")
     return backends, missing
@@ -148,12 +153,12 @@ def run_passes(table, label, passes, repeats, unit):
 
 
 def w1(table, backends, quick, repeats):
-    n = 10_000 if quick else workloads.W1_OPS
+    n = 10_000 if quick else w1_expr.W1_OPS
     label = f"W1 expr, {n:,} ops"
     run_passes(
-        table, label, {k: workloads.w1_pass(be, n) for k, be in backends.items()}, repeats, "op"
+        table, label, {k: w1_expr.w1_pass(be, n) for k, be in backends.items()}, repeats, "op"
     )
-    replays = {k: workloads.Replay(be, n) for k, be in backends.items() if k in workloads.EXACT}
+    replays = {k: w1_expr.Replay(be, n) for k, be in backends.items() if k in harness.EXACT}
     row = f"{label}: compiled replay, forward+backward (ns/node)"
     for r in range(repeats):
         for name, replay in replays.items():
@@ -166,8 +171,8 @@ def w1(table, backends, quick, repeats):
                 t1 = time.perf_counter_ns()
                 replay.verify(*replay.result())
             table.add(row, name, (t1 - t0) / replay.count)
-    program = workloads.w1_program(n)
-    return f"W1: {n:,} ops over {workloads.N_LEAVES} leaves make {program.nodes():,} nodes"
+    program = w1_expr.w1_program(n)
+    return f"W1: {n:,} ops over {w1_expr.N_LEAVES} leaves make {program.nodes():,} nodes"
 
 
 def w2(table, backends, quick, repeats):
@@ -180,7 +185,7 @@ def w2(table, backends, quick, repeats):
         runs.append((notebook, "batched", "torch", "batched"))
     runs += [(optim, "optim", b, b) for b in ("cpp", "pure") if b in backends]
     runs += [(compiled, "compiled", b, b) for b in ("cpp", "pure") if b in backends]
-    steps = {(row, column): workloads.Steps(variant, b) for row, variant, b, column in runs}
+    steps = {(row, column): w2_moons.Steps(variant, b) for row, variant, b, column in runs}
     history = {key: [] for key in steps}
     for _ in range(repeats):
         for (row, column), s in steps.items():
@@ -199,7 +204,7 @@ def w2(table, backends, quick, repeats):
     replay = "W2 graph, replay forward+backward (ms)"
     with tempfile.TemporaryDirectory() as tmpdir:
         try:
-            anchor = workloads.TapeAnchor(tmpdir)
+            anchor = w2_moons.TapeAnchor(tmpdir)
         except ImportError as error:
             table.skip(replay, "tape", str(error))
         else:
@@ -208,7 +213,7 @@ def w2(table, backends, quick, repeats):
                 table.add(replay, "tape", anchor_ms)
                 table.add(replay, "cpp", replay_ms)
     return (
-        f"W2: {workloads.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
+        f"W2: {w2_moons.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
         "losses.svm_loss and optim.SGD; compiled replay: the notebook's graph built once and "
         "replayed (micrograd_cpp.compile) with optim.SGD; replay forward+backward: that graph's "
         "prog.forward() and prog.backward() alone, against the same graph on bench/tape_anchor.cpp"
@@ -216,33 +221,33 @@ def w2(table, backends, quick, repeats):
 
 
 def w3(table, backends, quick, repeats):
-    depths = (10**3, 10**4, 10**6) if quick else workloads.W3_DEPTHS
+    depths = (10**3, 10**4, 10**6) if quick else w3_deep.W3_DEPTHS
     for n in depths:
         label = f"W3 chain, {n:.0e}".replace("+0", "")
         passes = {}
         for name, be in backends.items():
-            reason = workloads.w3_skip_reason(name, n)
+            reason = w3_deep.w3_skip_reason(name, n)
             if quick and n > 10**4 and name != "cpp" and not reason:
                 reason = "--quick: 1e6 deep on cpp only"
             if reason:
                 for phase in ("forward", "backward"):
                     table.skip(f"{label}: {phase} (ns/node)", name, reason)
             else:
-                passes[name] = workloads.w3_pass(be, n)
+                passes[name] = w3_deep.w3_pass(be, n)
         run_passes(table, label, passes, repeats, "node")
     return "W3: 4n + 1 nodes at depth n"
 
 
 def w4(table, backends, quick, repeats):
-    n = 100_000 if quick else workloads.W4_OPS
+    n = 100_000 if quick else w4_memory.W4_OPS
     row = f"W4 memory, W1 at {n:,} ops (bytes/node)"
-    for name in workloads.W4_BACKENDS:
+    for name in w4_memory.W4_BACKENDS:
         if name not in backends:
             continue
         if not os.path.exists("/proc/self/statm"):
             table.skip(row, name, "W4 reads /proc/self/statm (Linux)")
             continue
-        table.add(row, name, workloads.w4_check(workloads.w4_run(name, n)))
+        table.add(row, name, w4_memory.w4_check(w4_memory.w4_run(name, n)))
     return (
         "W4: resident memory (from /proc/self/statm) over the nodes of micrograd's graph of the "
         "program, in a fresh interpreter per backend"
@@ -290,22 +295,22 @@ def w5(table, backends, quick, repeats):
 
 
 def w6(table, backends, quick, repeats):
-    sizes = (1_000_000,) if quick else workloads.W6_SIZES
+    sizes = (1_000_000,) if quick else w6_dropped.W6_SIZES
     for n in sizes:
-        for shape in workloads.W6_SHAPES:
+        for shape in w6_dropped.W6_SHAPES:
             row = f"W6 {shape}, {n:.0e} nodes: MiB at start / peak / after the drop"
-            for name in workloads.W6_BACKENDS:
+            for name in w6_dropped.W6_BACKENDS:
                 if name not in backends:
                     continue
-                if n > workloads.W6_LARGEST[name]:
+                if n > w6_dropped.W6_LARGEST[name]:
                     table.skip(
                         row,
                         name,
-                        f"W6: {name} is run up to {workloads.W6_LARGEST[name]:,}"
+                        f"W6: {name} is run up to {w6_dropped.W6_LARGEST[name]:,}"
                         " nodes here (time, memory)",
                     )
                     continue
-                start, grown, kept = workloads.w6_check(workloads.w6_run(name, shape, n))
+                start, grown, kept = w6_dropped.w6_check(w6_dropped.w6_run(name, shape, n))
                 table.text(row, name, f"{start:.0f} / +{grown:.0f} / +{kept:.1f}")
     return (
         "W6: resident memory of a fresh interpreter before the graph, its peak while the graph "

@@ -6,8 +6,8 @@ Under --benchmark-disable (as CI runs them) each benchmark runs once, at a small
 
 import gc
 
+import harness
 import pytest
-import workloads
 
 
 @pytest.fixture(scope="session")
@@ -16,16 +16,16 @@ def quick(request):
     return request.config.getoption("benchmark_disable")
 
 
-@pytest.fixture(params=workloads.BACKENDS)
+@pytest.fixture(params=harness.BACKENDS)
 def backend_name(request):
     return request.param
 
 
 @pytest.fixture
 def backend(backend_name):
-    """The workloads.Backend, in the garbage-collector state it is measured in."""
+    """The harness.Backend, in the garbage-collector state it is measured in."""
     try:
-        be = workloads.load(backend_name)
+        be = harness.load(backend_name)
     except ImportError as error:
         pytest.skip(f"{backend_name} is not installed ({error})")
     with be.running():
@@ -70,21 +70,21 @@ class Timed:
         return summaries[-1]
 
     def forward(self, p, unit="op"):
-        """Time a workloads.Pass's forward; returns the root's data."""
+        """Time a harness.Pass's forward; returns the root's data."""
 
         def data(*inputs_and_graph):
             return p.result(inputs_and_graph[-1])[0]
 
-        return self.rounds(p.setup, p.forward, data, workloads.rounds(p.seconds()), p.count, unit)
+        return self.rounds(p.setup, p.forward, data, harness.rounds(p.seconds()), p.count, unit)
 
     def backward(self, p, unit="op"):
-        """Time a workloads.Pass's backward on a graph built for each round; returns (root's
+        """Time a harness.Pass's backward on a graph built for each round; returns (root's
         data, leaves' grads)."""
         return self.rounds(
             lambda: (p.forward(*p.setup()),),
             p.backward,
             lambda graph, _: p.result(graph),
-            workloads.rounds(2 * p.seconds()),  # each round also builds its graph
+            harness.rounds(2 * p.seconds()),  # each round also builds its graph
             p.count,
             unit,
         )
@@ -99,7 +99,7 @@ class Timed:
         def record(result):
             history.append(result)
 
-        rounds = workloads.rounds(steps.seconds())
+        rounds = harness.rounds(steps.seconds())
         self.rounds(tuple, steps.step, record, rounds, unit="step", collect=not be.gc)
         return history
 

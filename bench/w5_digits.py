@@ -22,8 +22,8 @@ import math
 import random
 from functools import lru_cache
 
+import harness
 import numpy as np
-import workloads
 
 W5_BATCH = 32
 W5_SEED = 1337
@@ -98,7 +98,7 @@ class Steps:
     def verbatim(self):
         from micrograd_cpp.digits import lecture_exp_log
 
-        be = workloads.load(self.name)
+        be = harness.load(self.name)
         Value, model = be.Value, model_for(be)
 
         def step():
@@ -121,7 +121,7 @@ class Steps:
     def compiled(self):
         from micrograd_cpp import digits, optim
 
-        model = model_for(workloads.load(self.name))
+        model = model_for(harness.load(self.name))
         graph = digits.CompiledBatch(model, self.batch)
         opt = optim.SGD(model.parameters(), lr=W5_LR)
 
@@ -139,7 +139,7 @@ class Steps:
         from micrograd_cpp import interop
 
         torch.set_num_threads(1)
-        model = interop.to_torch(model_for(workloads.load("pure")))
+        model = interop.to_torch(model_for(harness.load("pure")))
         opt = torch.optim.SGD(model.parameters(), lr=W5_LR)
 
         def step():
@@ -160,7 +160,7 @@ class Steps:
             assert math.isfinite(loss), (k, loss)
             if k < len(reference):
                 name = self.name if self.variant == "verbatim" else self.variant
-                workloads.assert_close(name, loss, reference[k], f"loss of step {k}")
+                harness.assert_close(name, loss, reference[k], f"loss of step {k}")
 
     def seconds(self):
         return W5_STEP_S[self.name if self.variant == "verbatim" else self.variant]
@@ -178,7 +178,7 @@ def nodes(batch=W5_BATCH):
     from micrograd_cpp.pure import engine
 
     X, y = next(batches(*data(), batch))
-    model = model_for(workloads.load("pure"))
+    model = model_for(harness.load("pure"))
     scores = [model(list(map(engine.Value, row))) for row in X.tolist()]
     loss = sum(eurekalabs_cross_entropy(s, t) for s, t in zip(scores, y.tolist(), strict=True)) * (
         1.0 / batch

@@ -127,7 +127,7 @@ def test_a_hundred_graphs_of_a_million_nodes():
 
 
 # Graphs of about n nodes, built on the engine `Value` and the `nn` given: (root, what keeps the
-# leaves alive). The shapes of bench/workloads.py's W6.
+# leaves alive). The shapes of bench/w6_dropped.py's W6.
 SHAPES = """
     def chain(n):  # y*c + d, four nodes a step: a graph as deep as it is big
         x = y = Value(1.0)
