@@ -152,6 +152,28 @@ def run_passes(table, label, passes, repeats, unit):
             table.add(backward, name, (t2 - t1) / p.count)
 
 
+def run_steps(table, steps, backends, quick, repeats):
+    """Training steps of W2 or W5, {(row, column): Steps}: a few steps of each in turn each
+    repeat (slow ones in fewer repeats), every step timed, then each run's results checked."""
+    history = {key: [] for key in steps}
+    for r in range(repeats):
+        for (row, column), s in steps.items():
+            if r >= repeats_for(s.seconds(), repeats):
+                continue
+            be = backends[s.name]
+            with be.running():
+                for _ in range(max(1, min(3 if quick else 10, int(0.05 / s.seconds())))):
+                    if not be.gc:
+                        gc.collect()  # the previous step's graph
+                    t0 = time.perf_counter_ns()
+                    result = s.step()
+                    t1 = time.perf_counter_ns()
+                    history[(row, column)].append(result)
+                    table.add(row, column, (t1 - t0) / 1e6)
+    for key, s in steps.items():
+        s.verify(history[key])
+
+
 def w1(table, backends, quick, repeats):
     n = 10_000 if quick else w1_expr.W1_OPS
     label = f"W1 expr, {n:,} ops"
@@ -186,21 +208,7 @@ def w2(table, backends, quick, repeats):
     runs += [(optim, "optim", b, b) for b in ("cpp", "pure") if b in backends]
     runs += [(compiled, "compiled", b, b) for b in ("cpp", "pure") if b in backends]
     steps = {(row, column): w2_moons.Steps(variant, b) for row, variant, b, column in runs}
-    history = {key: [] for key in steps}
-    for _ in range(repeats):
-        for (row, column), s in steps.items():
-            be = backends[s.name]
-            with be.running():
-                for _ in range(max(1, min(3 if quick else 10, int(0.05 / s.seconds())))):
-                    if not be.gc:
-                        gc.collect()  # the previous step's graph
-                    t0 = time.perf_counter_ns()
-                    result = s.step()
-                    t1 = time.perf_counter_ns()
-                    history[(row, column)].append(result)
-                    table.add(row, column, (t1 - t0) / 1e6)
-    for key, s in steps.items():
-        s.verify(history[key])
+    run_steps(table, steps, backends, quick, repeats)
     replay = "W2 graph, replay forward+backward (ms)"
     with tempfile.TemporaryDirectory() as tmpdir:
         try:
@@ -269,23 +277,7 @@ def w5(table, backends, quick, repeats):
         runs.append((verbatim, "batched", "torch", "batched"))
     runs += [(compiled, "compiled", b, b) for b in ("cpp", "pure") if b in backends]
     steps = {(row, column): w5_digits.Steps(v, b, batch) for row, v, b, column in runs}
-    history = {key: [] for key in steps}
-    for r in range(repeats):
-        for (row, column), s in steps.items():
-            if r >= repeats_for(s.seconds(), repeats):
-                continue
-            be = backends[s.name]
-            with be.running():
-                for _ in range(max(1, min(3 if quick else 10, int(0.05 / s.seconds())))):
-                    if not be.gc:
-                        gc.collect()  # the previous step's graph
-                    t0 = time.perf_counter_ns()
-                    loss = s.step()
-                    t1 = time.perf_counter_ns()
-                    history[(row, column)].append(loss)
-                    table.add(row, column, (t1 - t0) / 1e6)
-    for key, s in steps.items():
-        s.verify(history[key])
+    run_steps(table, steps, backends, quick, repeats)
     return (
         f"W5: {w5_digits.nodes(batch):,} nodes a step (MLP(64, [32, 10]), EurekaLabs' "
         "cross-entropy); compiled replay: micrograd_cpp.digits' batch graph "

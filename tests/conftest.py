@@ -1,5 +1,6 @@
 """Fixtures shared by the tests: each engine test runs on the C++ backend and on the oracle."""
 
+import gc
 import importlib
 import os
 import warnings
@@ -43,3 +44,13 @@ def backend(backend_name):
 def backends():
     """(C++ Value, oracle Value), for tests that compare the two bit for bit."""
     return load_value("cpp"), load_value("pure")
+
+
+@pytest.fixture
+def no_gc():
+    """The collector off for the test: only gc.collect() collects, so what a cycle holds is
+    freed there or never."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()

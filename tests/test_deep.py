@@ -101,14 +101,6 @@ def every_op(a, b):
     return (d.tanh() * 3 + (b * b).exp() + (a * a + 1).log() - -a) / 2
 
 
-@pytest.fixture
-def no_gc():
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
-
-
 def test_dropping_the_root_frees_the_graph(backend, no_gc):
     class Leaf(backend):
         pass

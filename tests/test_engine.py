@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from helpers import Finalized
 
 INF, NAN = math.inf, math.nan
 
@@ -318,16 +319,6 @@ def test_prev_keeps_the_operand_objects_alive(backend):
     gc.collect()
     assert {id(v) for v in c._prev} == ids
     assert sorted(getattr(v, "tag", "") for v in c._prev) == ["", "a"]
-
-
-class Finalized:
-    """Appends its tag to a list when it is freed: a witness that works without weak references."""
-
-    def __init__(self, freed, tag):
-        self.freed, self.tag = freed, tag
-
-    def __del__(self):
-        self.freed.append(self.tag)
 
 
 def test_cycles_through_a_values_attributes_are_collected(backend):

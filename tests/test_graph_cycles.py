@@ -6,26 +6,7 @@ import gc
 
 import micrograd_cpp
 import pytest
-from helpers import cpp_nn, graph, run_isolated, under_sanitizer
-
-
-class Finalized:
-    """Appends its tag to a list when it is freed: a witness that works without weak references."""
-
-    def __init__(self, freed, tag):
-        self.freed, self.tag = freed, tag
-
-    def __del__(self):
-        self.freed.append(self.tag)
-
-
-@pytest.fixture
-def no_gc():
-    """Only gc.collect() collects, so a cycle's witness is freed there or never."""
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
+from helpers import Finalized, cpp_nn, graph, run_isolated, under_sanitizer
 
 
 def slotted(backend):
