@@ -211,6 +211,7 @@ class Pass:
 # W1: a random program of scalar ops
 
 W1_OPS = 100_000
+W1_QUICK_OPS = 10_000  # under --benchmark-disable and compare.py --quick
 N_LEAVES = 100
 W1_SEED = 20240501
 CONSTANTS = (0.5, 1.5, 2.0, 3.0)
@@ -469,51 +470,112 @@ def w2_graph(model, X, y):
     return data_loss + reg_loss, scores
 
 
-TAPE_OPS = {"": "leaf", "+": "add", "*": "mul", "ReLU": "relu"}  # micrograd's labels, the tape's
+TAPE_OPS = {
+    "+": "add",
+    "*": "mul",
+    "ReLU": "relu",
+    "tanh": "tanh",
+}  # micrograd's labels; '**k': pow
+
+
+def build_tape_anchor(tmpdir):
+    """bench/tape_anchor.cpp, the plainest C++ tape, built with $CXX (or c++) in tmpdir: the
+    binary's path; ImportError if that fails."""
+    binary = Path(tmpdir) / "tape_anchor"
+    compiler = os.environ.get("CXX", "c++")
+    source = Path(__file__).with_name("tape_anchor.cpp")
+    build = [compiler, "-O2", "-std=c++17", "-ffp-contract=off", str(source), "-o", str(binary)]
+    try:
+        done = subprocess.run(build, capture_output=True, text=True)
+    except OSError as error:
+        raise ImportError(f"no C++ compiler ({compiler}): {error}") from None
+    if done.returncode:
+        raise ImportError(f"building the tape anchor failed: {done.stderr[-500:]}")
+    return binary
+
+
+def tape_of(root):
+    """The anchor's input for root's graph, in micrograd's topological order: (text, nodes)."""
+    order = _topological_order(root)
+    index = {id(n): i for i, n in enumerate(order)}
+    lines = [str(len(order))]
+    for n in order:
+        kids = [index[id(k)] for k in n._children] or [0]
+        if not n._children:
+            op, value = "leaf", n.data
+        elif n._op.startswith("**"):
+            op, value = "pow", float(n._op[2:])
+        else:
+            op, value = TAPE_OPS[n._op], n.data
+        lines.append(f"{op} {kids[0]} {kids[-1]} {float.hex(value)}")
+    return "\n".join(lines) + "\n", len(order)
+
+
+def run_tape_anchor(binary, mode, rounds, tape):
+    """The anchor's JSON result of `rounds` rounds of mode ('replay' or 'record') on tape."""
+    done = subprocess.run(
+        [str(binary), mode, str(rounds)], input=tape, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def check_tape_anchor(result, root):
+    """Assert the anchor's root data and leaf grads equal root's graph's exactly (walking the
+    graph gives every node a Python object: check after timing)."""
+    assert float.fromhex(result["root"]) == root.data
+    grads = [n.grad for n in _topological_order(root) if not n._children]
+    assert grads == [float.fromhex(g) for g in result["leaf_grads"]]
+
+
+class W1TapeAnchor:
+    """W1's program on the tape anchor, recorded afresh and backpropagated each round, checked
+    against the C++ engine's graph of the same program."""
+
+    def __init__(self, binary, n_ops=W1_OPS):
+        program = w1_program(n_ops)
+        self.binary, self.n_ops = binary, n_ops
+        self.root, self.leaves = w1_forward(*w1_setup(load("cpp"), program))
+        self.root.backward()
+        self.tape, self.nodes = tape_of(self.root)
+        assert self.nodes == program.nodes()
+
+    def measure(self, rounds):
+        """(record, backward): medians over `rounds` in ns per op, checked."""
+        result = run_tape_anchor(self.binary, "record", rounds, self.tape)
+        check_tape_anchor(result, self.root)
+        return result["record_ms"] * 1e6 / self.n_ops, result["backward_ms"] * 1e6 / self.n_ops
 
 
 class TapeAnchor:
-    """W2's graph replayed by bench/tape_anchor.cpp, the plainest C++ tape, next to
-    micrograd-cpp's compiled replay of the same graph (on the same parameter leaves).
+    """W2's graph on the tape anchor, next to micrograd-cpp's compiled replay of the same graph
+    (on the same parameter leaves).
 
-    run(rounds) runs the anchor: its median forward+backward ms. replay() compiles a fresh copy
-    of the graph, as users do; check(root) asserts that the replay left the anchor's root data
-    and leaf grads exactly (walking the graph, which gives every node a Python object, so check
-    after timing). The anchor is built with $CXX (or c++) in tmpdir; ImportError if that fails.
+    run(rounds) replays it on the anchor: the median forward+backward ms; record(rounds) records
+    it afresh and backpropagates it each round, as the notebook's step does: the median ms a
+    round, checked. replay() compiles a fresh copy of the graph, as users do; check(root)
+    asserts that the replay left the anchor's root data and leaf grads exactly (after timing).
     """
 
-    SOURCE = Path(__file__).with_name("tape_anchor.cpp")
-
-    def __init__(self, tmpdir):
+    def __init__(self, binary):
         from micrograd_cpp import demo
 
-        self.binary = Path(tmpdir) / "tape_anchor"
-        compiler = os.environ.get("CXX", "c++")
-        build = [compiler, "-O2", "-std=c++17", "-ffp-contract=off", str(self.SOURCE)]
-        try:
-            done = subprocess.run([*build, "-o", str(self.binary)], capture_output=True, text=True)
-        except OSError as error:
-            raise ImportError(f"no C++ compiler ({compiler}): {error}") from None
-        if done.returncode:
-            raise ImportError(f"building the tape anchor failed: {done.stderr[-500:]}")
+        self.binary = binary
         self.model, self.X, self.y = demo.setup(load("cpp"), W2_SEED)
-        order = _topological_order(w2_graph(self.model, self.X, self.y)[0])
-        index = {id(n): i for i, n in enumerate(order)}
-        lines = [str(len(order))]
-        for n in order:
-            kids = [index[id(k)] for k in n._children] or [0]
-            lines.append(f"{TAPE_OPS[n._op]} {kids[0]} {kids[-1]} {float.hex(n.data)}")
-        self.tape = "\n".join(lines) + "\n"
-        self.nodes = len(order)
+        self.tape, self.nodes = tape_of(w2_graph(self.model, self.X, self.y)[0])
         self.result = None
 
     def run(self, rounds):
-        done = subprocess.run(
-            [str(self.binary), str(rounds)], input=self.tape, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        self.result = json.loads(done.stdout)
+        self.result = run_tape_anchor(self.binary, "replay", rounds, self.tape)
         return self.result["forward_ms"] + self.result["backward_ms"]
+
+    def record(self, rounds):
+        result = run_tape_anchor(self.binary, "record", rounds, self.tape)
+        root = w2_graph(self.model, self.X, self.y)[0]
+        self.model.zero_grad()
+        root.backward()
+        check_tape_anchor(result, root)
+        return result["step_ms"]
 
     def replay(self):
         """(root, program) of a fresh copy of the graph."""
@@ -523,9 +585,7 @@ class TapeAnchor:
         return root, micrograd_cpp.compile(root)
 
     def check(self, root):
-        assert float.fromhex(self.result["root"]) == root.data
-        grads = [n.grad for n in _topological_order(root) if not n._children]
-        assert grads == [float.fromhex(g) for g in self.result["leaf_grads"]]
+        check_tape_anchor(self.result, root)
 
     def measure(self, rounds):
         """(anchor ms, replay ms): medians of forward+backward over `rounds`, both checked."""
