@@ -17,6 +17,7 @@ import time
 from importlib import metadata
 
 import harness
+import tape
 import w1_expr
 import w2_moons
 import w3_deep
@@ -175,7 +176,7 @@ def run_steps(table, steps, backends, quick, repeats):
 
 
 def w1(table, backends, quick, repeats):
-    n = 10_000 if quick else w1_expr.W1_OPS
+    n = w1_expr.W1_QUICK_OPS if quick else w1_expr.W1_OPS
     label = f"W1 expr, {n:,} ops"
     run_passes(
         table, label, {k: w1_expr.w1_pass(be, n) for k, be in backends.items()}, repeats, "op"
@@ -193,8 +194,22 @@ def w1(table, backends, quick, repeats):
                 t1 = time.perf_counter_ns()
                 replay.verify(*replay.result())
             table.add(row, name, (t1 - t0) / replay.count)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        try:
+            anchor = w1_expr.W1TapeAnchor(tape.build_tape_anchor(tmpdir), n)
+        except ImportError as error:
+            for phase in ("forward", "backward"):
+                table.skip(f"{label}: {phase} (ns/op)", "tape", str(error))
+        else:
+            for _ in range(repeats):
+                record_ns, backward_ns = anchor.measure(3 if quick else 10)
+                table.add(f"{label}: forward (ns/op)", "tape", record_ns)
+                table.add(f"{label}: backward (ns/op)", "tape", backward_ns)
     program = w1_expr.w1_program(n)
-    return f"W1: {n:,} ops over {w1_expr.N_LEAVES} leaves make {program.nodes():,} nodes"
+    return (
+        f"W1: {n:,} ops over {w1_expr.N_LEAVES} leaves make {program.nodes():,} nodes; the "
+        "tape anchor's forward records them (bench/tape_anchor.cpp record)"
+    )
 
 
 def w2(table, backends, quick, repeats):
@@ -212,19 +227,23 @@ def w2(table, backends, quick, repeats):
     replay = "W2 graph, replay forward+backward (ms)"
     with tempfile.TemporaryDirectory() as tmpdir:
         try:
-            anchor = w2_moons.TapeAnchor(tmpdir)
+            anchor = w2_moons.TapeAnchor(tape.build_tape_anchor(tmpdir))
         except ImportError as error:
             table.skip(replay, "tape", str(error))
+            table.skip(notebook, "tape", str(error))
         else:
             for _ in range(repeats):
                 anchor_ms, replay_ms = anchor.measure(3 if quick else 20)
                 table.add(replay, "tape", anchor_ms)
                 table.add(replay, "cpp", replay_ms)
+                table.add(notebook, "tape", anchor.record(3 if quick else 20))
     return (
         f"W2: {w2_moons.w2_nodes():,} nodes a step; optim.SGD: the step with micrograd-cpp's "
         "losses.svm_loss and optim.SGD; compiled replay: the notebook's graph built once and "
         "replayed (micrograd_cpp.compile) with optim.SGD; replay forward+backward: that graph's "
-        "prog.forward() and prog.backward() alone, against the same graph on bench/tape_anchor.cpp"
+        "prog.forward() and prog.backward() alone, against the same graph on "
+        "bench/tape_anchor.cpp; the tape anchor's notebook cell: that graph recorded afresh "
+        "and backpropagated each step (bench/tape_anchor.cpp record; no optimizer step)"
     )
 
 

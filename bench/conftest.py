@@ -8,6 +8,9 @@ import gc
 
 import harness
 import pytest
+import tape
+import w1_expr
+import w2_moons
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +110,27 @@ class Timed:
 @pytest.fixture
 def timed(benchmark):
     return Timed(benchmark)
+
+
+@pytest.fixture(scope="session")
+def tape_anchor(tmp_path_factory):
+    """bench/tape_anchor.cpp's binary, built once a session; None without a C++ compiler (the
+    benchmarks then record no floor)."""
+    try:
+        return tape.build_tape_anchor(tmp_path_factory.mktemp("tape_anchor"))
+    except ImportError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def w1_tape_anchor(tape_anchor, quick):
+    """W1's program on the tape anchor (at the size the W1 benchmarks run), or None."""
+    if tape_anchor is None:
+        return None
+    return w1_expr.W1TapeAnchor(tape_anchor, w1_expr.W1_QUICK_OPS if quick else w1_expr.W1_OPS)
+
+
+@pytest.fixture(scope="session")
+def w2_tape_anchor(tape_anchor):
+    """W2's graph on the tape anchor, or None."""
+    return None if tape_anchor is None else w2_moons.TapeAnchor(tape_anchor)

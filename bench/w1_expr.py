@@ -7,8 +7,10 @@ import random
 from functools import lru_cache
 
 from harness import COST_NS, Pass, load
+from tape import check_tape_anchor, run_tape_anchor, tape_of
 
 W1_OPS = 100_000
+W1_QUICK_OPS = 10_000  # under --benchmark-disable and compare.py --quick
 N_LEAVES = 100
 W1_SEED = 20240501
 CONSTANTS = (0.5, 1.5, 2.0, 3.0)
@@ -160,3 +162,22 @@ class Replay:
 
     def seconds(self):
         return self.count * COST_NS[self.be.name] * 1e-9
+
+
+class W1TapeAnchor:
+    """W1's program on the tape anchor, recorded afresh and backpropagated each round, checked
+    against the C++ engine's graph of the same program."""
+
+    def __init__(self, binary, n_ops=W1_OPS):
+        program = w1_program(n_ops)
+        self.binary, self.n_ops = binary, n_ops
+        self.root, self.leaves = w1_forward(*w1_setup(load("cpp"), program))
+        self.root.backward()
+        self.tape, self.nodes = tape_of(self.root)
+        assert self.nodes == program.nodes()
+
+    def measure(self, rounds):
+        """(record, backward): medians over `rounds` in ns per op, checked."""
+        result = run_tape_anchor(self.binary, "record", rounds, self.tape)
+        check_tape_anchor(result, self.root)
+        return result["record_ms"] * 1e6 / self.n_ops, result["backward_ms"] * 1e6 / self.n_ops

@@ -2,17 +2,14 @@
 It also runs torch the way torch users write it ('batched'), micrograd-cpp's own loss and
 optimizer ('optim'), the compiled replay, and the C++ tape anchor (bench/tape_anchor.cpp)."""
 
-import json
 import math
-import os
 import random
-import subprocess
 from functools import lru_cache
-from pathlib import Path
 from time import perf_counter_ns as time_ns
 
 import numpy as np
 from harness import EXACT, assert_close, import_torch, load, torch_value
+from tape import check_tape_anchor, run_tape_anchor, tape_of
 
 # rough cost of one W2 step in s, by backend (and for torch batched)
 STEP_S = {"cpp": 0.005, "pure": 0.25, "micrograd": 1.0, "micrograd-nogc": 0.15, "torch": 0.6}
@@ -120,51 +117,35 @@ def w2_graph(model, X, y):
     return data_loss + reg_loss, scores
 
 
-TAPE_OPS = {"": "leaf", "+": "add", "*": "mul", "ReLU": "relu"}  # micrograd's labels, the tape's
-
-
 class TapeAnchor:
-    """W2's graph replayed by bench/tape_anchor.cpp, the plainest C++ tape, next to
-    micrograd-cpp's compiled replay of the same graph (on the same parameter leaves).
+    """W2's graph on the tape anchor, next to micrograd-cpp's compiled replay of the same graph
+    (on the same parameter leaves).
 
-    run(rounds) runs the anchor: its median forward+backward ms. replay() compiles a fresh copy
-    of the graph, as users do; check(root) asserts that the replay left the anchor's root data
-    and leaf grads exactly (walking the graph, which gives every node a Python object, so check
-    after timing). The anchor is built with $CXX (or c++) in tmpdir; ImportError if that fails.
+    run(rounds) replays it on the anchor: the median forward+backward ms; record(rounds) records
+    it afresh and backpropagates it each round, as the notebook's step does: the median ms a
+    round, checked. replay() compiles a fresh copy of the graph, as users do; check(root)
+    asserts that the replay left the anchor's root data and leaf grads exactly (after timing).
     """
 
-    SOURCE = Path(__file__).with_name("tape_anchor.cpp")
-
-    def __init__(self, tmpdir):
+    def __init__(self, binary):
         from micrograd_cpp import demo
 
-        self.binary = Path(tmpdir) / "tape_anchor"
-        compiler = os.environ.get("CXX", "c++")
-        build = [compiler, "-O2", "-std=c++17", "-ffp-contract=off", str(self.SOURCE)]
-        try:
-            done = subprocess.run([*build, "-o", str(self.binary)], capture_output=True, text=True)
-        except OSError as error:
-            raise ImportError(f"no C++ compiler ({compiler}): {error}") from None
-        if done.returncode:
-            raise ImportError(f"building the tape anchor failed: {done.stderr[-500:]}")
+        self.binary = binary
         self.model, self.X, self.y = demo.setup(load("cpp"), W2_SEED)
-        order = _topological_order(w2_graph(self.model, self.X, self.y)[0])
-        index = {id(n): i for i, n in enumerate(order)}
-        lines = [str(len(order))]
-        for n in order:
-            kids = [index[id(k)] for k in n._children] or [0]
-            lines.append(f"{TAPE_OPS[n._op]} {kids[0]} {kids[-1]} {float.hex(n.data)}")
-        self.tape = "\n".join(lines) + "\n"
-        self.nodes = len(order)
+        self.tape, self.nodes = tape_of(w2_graph(self.model, self.X, self.y)[0])
         self.result = None
 
     def run(self, rounds):
-        done = subprocess.run(
-            [str(self.binary), str(rounds)], input=self.tape, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        self.result = json.loads(done.stdout)
+        self.result = run_tape_anchor(self.binary, "replay", rounds, self.tape)
         return self.result["forward_ms"] + self.result["backward_ms"]
+
+    def record(self, rounds):
+        result = run_tape_anchor(self.binary, "record", rounds, self.tape)
+        root = w2_graph(self.model, self.X, self.y)[0]
+        self.model.zero_grad()
+        root.backward()
+        check_tape_anchor(result, root)
+        return result["step_ms"]
 
     def replay(self):
         """(root, program) of a fresh copy of the graph."""
@@ -174,9 +155,7 @@ class TapeAnchor:
         return root, micrograd_cpp.compile(root)
 
     def check(self, root):
-        assert float.fromhex(self.result["root"]) == root.data
-        grads = [n.grad for n in _topological_order(root) if not n._children]
-        assert grads == [float.fromhex(g) for g in self.result["leaf_grads"]]
+        check_tape_anchor(self.result, root)
 
     def measure(self, rounds):
         """(anchor ms, replay ms): medians of forward+backward over `rounds`, both checked."""
@@ -194,12 +173,6 @@ class TapeAnchor:
             times.append((t1 - t0 + t3 - t2) / 1e6)
         self.check(root)
         return anchor_ms, float(np.median(times))
-
-
-def _topological_order(root):
-    from micrograd_cpp import _core
-
-    return _core.topological_order(root)
 
 
 def w2_compiled(backend):
