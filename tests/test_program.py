@@ -18,7 +18,7 @@ import warnings
 
 import pytest
 from helpers import cpp_nn
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 with warnings.catch_warnings():  # without the extension the package warns; the oracle still runs
@@ -432,6 +432,8 @@ def build_lanes(V, steps):
 
 
 @given(lane_steps, st.lists(st.lists(numbers, min_size=WIDTH, max_size=WIDTH), max_size=3))
+@example([("pow", 0.5), ("unary", "exp")], [[1.0] * 5 + [0.0] + [1.0] * 10])  # d(0**0.5)
+@example([("unary", "exp"), ("unary", "log")], [[-1000.0, 1000.0] + [1.0] * 14])
 def test_wide_graphs_with_raising_ops_replay_equals_rebuild(backend, steps, rounds):
     """Graphs whose ops come in runs, replayed from new leaf data that makes some lanes raise in
     the middle of the graph, forward or backward: the same exception and the same numbers as a
