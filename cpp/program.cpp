@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <type_traits>
 
 #include "rules.hpp"
 
@@ -313,18 +312,20 @@ Status Program::forward() {
     }
     Status status = Status::ok;
     const Arrays fast{first_.data(), second_.data(), exponent_.data(), out, grad_.data()};
-    const auto fast_pass = [&](auto zero_grads) {
-        constexpr bool zero = decltype(zero_grads)::value;
-        if (runs_.empty()) forward_pass<zero>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
+    if (runs_.empty() && may_fail) {
+        forward_pass<false>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
+    } else if (runs_.empty()) {
+        forward_pass<true>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
+    } else if (may_fail) {
         for (const Run& r : runs_) {
-            run<Forward<zero>::template Pass>(r.op, fast, r.begin, r.end, &status);
+            run<Forward<false>::Pass>(r.op, fast, r.begin, r.end, &status);
             if (status != Status::ok) break;
         }
-    };
-    if (may_fail) {
-        fast_pass(std::false_type{});
     } else {
-        fast_pass(std::true_type{});
+        for (const Run& r : runs_) {
+            run<Forward<true>::Pass>(r.op, fast, r.begin, r.end, &status);
+            if (status != Status::ok) break;
+        }
     }
     if (status == Status::ok && may_fail) {
         data_.swap(spare_);
