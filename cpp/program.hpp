@@ -75,8 +75,8 @@ class Program final : public DeferredStores {
     // stops, and is redone from the kept values node by node in micrograd's order: forward in
     // the order the nodes were made (made_order_, Note [Creation order]), backward in reverse
     // topological order (micrograd_order_ from its end). The redo fails at the node a rebuild
-    // fails at, and stores the nodes' results as before. A pass stores nothing in the nodes
-    // until it is over, so a failed pass leaves no trace.
+    // fails at, and stores the nodes' results as before. The first pass writes only the
+    // program's arrays, never the nodes, so only the redo's results reach them.
     std::vector<Node*> nodes_;  // each retained by the program
     std::vector<Op> ops_;
     std::vector<std::uint32_t> first_, second_;  // operand slots
