@@ -13,21 +13,19 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
-// Whether replaying this node can raise (Note [Slots]): its op's can_fail (Note [Op table]).
+// Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
-// op, then micrograd's order, or micrograd's order alone if keep_order. first and second are the
-// operands' indices in `order`.
+// op, then micrograd's order. first and second are the operands' indices in `order`.
 std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const std::vector<std::uint32_t>& first,
-                                      const std::vector<std::uint32_t>& second, bool keep_order) {
+                                      const std::vector<std::uint32_t>& second) {
     const std::size_t count = order.size();
     std::vector<std::uint32_t> rules;  // micrograd's order: the root first
     for (std::size_t i = count; i-- > 0;) {
         if (order[i]->op != Op::leaf) rules.push_back(static_cast<std::uint32_t>(i));
     }
-    if (keep_order) return rules;
 
     // level[i]: 1 + the level of the rules that must run before i's. writer[k] is the level of
     // the last rule so far that added to k's grad.
@@ -52,13 +50,12 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
 }
 
 // The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
-// [Creation order]); empty if that is the slots' own order from `leaves` on, or if the nodes'
-// stamps do not give a topological order (the graph was made over more than 2**32 creations).
+// [Creation order]); empty if the nodes' stamps do not give a topological order (the graph was
+// made over more than 2**32 creations).
 std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
                                           const std::vector<std::uint32_t>& first,
                                           const std::vector<std::uint32_t>& second,
-                                          const std::vector<std::uint32_t>& slot,
-                                          std::uint32_t leaves) {
+                                          const std::vector<std::uint32_t>& slot) {
     const std::uint32_t newest = order.back()->made;  // the root's
     std::vector<std::uint32_t> inner;                 // indices in `order`
     for (std::size_t i = 0; i < order.size(); ++i) {
@@ -68,16 +65,12 @@ std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
         return std::uint32_t(newest - order[a]->made) > std::uint32_t(newest - order[b]->made);
     });
     std::vector<bool> done(order.size());
-    bool same = true;
-    for (std::size_t k = 0; k < inner.size(); ++k) {
-        const std::uint32_t i = inner[k];
+    for (const std::uint32_t i : inner) {
         for (std::uint32_t operand : {first[i], second[i]}) {
             if (order[operand]->op != Op::leaf && !done[operand]) return {};
         }
         done[i] = true;
-        same = same && slot[i] == leaves + k;
     }
-    if (same) return {};
     for (std::uint32_t& i : inner) i = slot[i];
     return inner;
 }
@@ -113,8 +106,9 @@ struct Listed {
 
 // Passes over the slots [begin, end): forward from begin, backward from end. Each returns the
 // slot that failed (with *status set) or, if none did, the slot it stopped at. With a Fixed op
-// the loop has no branch on the op. Forward may visit the slots in another order (slot_at).
-template <typename OpAt, typename SlotAt = Consecutive>
+// the loop has no branch on the op. Either may visit the slots in another order (slot_at).
+// Forward resets the grads it recomputes if zero_grads, else leaves that to its caller.
+template <bool zero_grads, typename OpAt, typename SlotAt = Consecutive>
 std::size_t forward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::size_t end,
                          Status* status, SlotAt slot_at = {}) {
     for (std::size_t k = begin; k < end; ++k) {
@@ -124,28 +118,35 @@ std::size_t forward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::si
             forward_value(op_at(s), t.data[t.first[s]], t.data[t.second[s]], t.exponent[s], &out);
         if (*status != Status::ok) return k;
         t.data[s] = out;
-        t.grad[s] = 0.0;  // as in a rebuilt graph
+        if (zero_grads) t.grad[s] = 0.0;  // as in a rebuilt graph
     }
     return end;
 }
 
-template <typename OpAt>
+template <typename OpAt, typename SlotAt = Consecutive>
 std::size_t backward_pass(OpAt op_at, const Arrays& t, std::size_t begin, std::size_t end,
-                          Status* status) {
-    for (std::size_t s = end; s-- > begin;) {
+                          Status* status, SlotAt slot_at = {}) {
+    for (std::size_t k = end; k-- > begin;) {
+        const std::size_t s = slot_at(k);
         const std::uint32_t a = t.first[s], b = t.second[s];
         *status = accumulate_gradient(op_at(s), t.data[s], t.grad[s], t.exponent[s], t.data[a],
                                       t.data[b], &t.grad[a], &t.grad[b]);
-        if (*status != Status::ok) return s;
+        if (*status != Status::ok) return k;
     }
     return begin;
 }
 
-template <Op op>
+// Forward over a run; with zero_grads false, the caller resets the grads once the whole pass
+// succeeded.
+template <bool zero_grads>
 struct Forward {
-    static std::size_t run(const Arrays& t, std::size_t begin, std::size_t end, Status* status) {
-        return forward_pass(Fixed<op>{}, t, begin, end, status);
-    }
+    template <Op op>
+    struct Pass {
+        static std::size_t run(const Arrays& t, std::size_t begin, std::size_t end,
+                               Status* status) {
+            return forward_pass<zero_grads>(Fixed<op>{}, t, begin, end, status);
+        }
+    };
 };
 
 template <Op op>
@@ -197,7 +198,7 @@ Program* Program::compile(Node* root, Node** refused) {
     const std::uint32_t leaves = next;
     bool can_fail_somewhere = false;
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
-    const std::vector<std::uint32_t> rules = rule_order(order, first, second, can_fail_somewhere);
+    const std::vector<std::uint32_t> rules = rule_order(order, first, second);
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
@@ -226,7 +227,14 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
-    if (can_fail_somewhere) p->made_order_ = creation_order(order, first, second, slot, leaves);
+    if (can_fail_somewhere) {  // the orders a failed pass is redone in (Note [Failed passes])
+        for (std::size_t i = 0; i < count; ++i) {
+            if (order[i]->op != Op::leaf) p->micrograd_order_.push_back(slot[i]);
+        }
+        p->made_order_ = creation_order(order, first, second, slot);
+        if (p->made_order_.empty()) p->made_order_ = p->micrograd_order_;
+        p->spare_.resize(count);
+    }
     p->list_visible();
     for (std::size_t s = leaves; s < count; ++s) {
         if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
@@ -234,7 +242,7 @@ Program* Program::compile(Node* root, Node** refused) {
         }
         p->runs_.back().end = static_cast<std::uint32_t>(s + 1);
     }
-    // Short runs (a graph in micrograd's order, of mixed ops) cost more than they save.
+    // Short runs (a narrow graph, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
     p->grads_read_at_ = inner_grad_writes;
     return p.release();
@@ -293,26 +301,46 @@ Status Program::forward() {
     begin_pass();
     const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
+    // A graph that can fail computes into spare_, keeping data_ and the inner grads as they were
+    // in case it must redo the pass (Note [Failed passes]).
+    const bool may_fail = !made_order_.empty();
+    double* const out = may_fail ? spare_.data() : data_.data();
     for (std::size_t s = 0; s < leaves_; ++s) {
-        data_[s] = nodes_[s]->data;
+        out[s] = nodes_[s]->data;
         // Settled, the nodes hold the leaves' grads; unsettled, grad_ does for the hidden ones.
         if (!is_unsettled) grad_[s] = nodes_[s]->grad;
     }
-    // The slots visited before `done` (from leaves_ on) have their new values.
-    std::size_t done = leaves_;
     Status status = Status::ok;
-    const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
-                        grad_.data()};
-    if (!made_order_.empty()) {
-        done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status,
-                            Listed{made_order_.data(), leaves_});
+    const Arrays fast{first_.data(), second_.data(), exponent_.data(), out, grad_.data()};
+    if (runs_.empty() && may_fail) {
+        forward_pass<false>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (runs_.empty()) {
-        done = forward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
-    } else {
+        forward_pass<true>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
+    } else if (may_fail) {
         for (const Run& r : runs_) {
-            done = run<Forward>(r.op, arrays, r.begin, r.end, &status);
+            run<Forward<false>::Pass>(r.op, fast, r.begin, r.end, &status);
             if (status != Status::ok) break;
         }
+    } else {
+        for (const Run& r : runs_) {
+            run<Forward<true>::Pass>(r.op, fast, r.begin, r.end, &status);
+            if (status != Status::ok) break;
+        }
+    }
+    if (status == Status::ok && may_fail) {
+        data_.swap(spare_);
+        std::fill(grad_.begin() + static_cast<std::ptrdiff_t>(leaves_), grad_.end(), 0.0);
+    }
+    // The made_order_ slots visited before `done` (from leaves_ on) have their new values.
+    std::size_t done = leaves_;
+    if (status != Status::ok && may_fail) {
+        // Rare: redo the pass in the order a rebuild computes, from the values before it.
+        for (std::size_t s = 0; s < leaves_; ++s) data_[s] = out[s];
+        const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
+                            grad_.data()};
+        status = Status::ok;
+        done = forward_pass<true>(PerSlot{ops_.data()}, arrays, leaves_, count, &status,
+                                  Listed{made_order_.data(), leaves_});
     }
     if (status == Status::ok) {
         for (std::uint32_t s : visible_) {
@@ -324,11 +352,11 @@ Status Program::forward() {
         return status;
     }
 
-    // Rare: store everything at once. The nodes before the failing one show their new values;
-    // the others keep what they held, which for the hidden ones of an unsettled program is
-    // still in data_ and grad_.
+    // Store everything at once. The nodes before the failing one show their new values; the
+    // others keep what they held, which for the hidden ones of an unsettled program is still in
+    // data_ and grad_.
     for (std::size_t k = leaves_; k < done; ++k) {
-        const std::size_t s = made_order_.empty() ? k : made_order_[k - leaves_];
+        const std::size_t s = made_order_[k - leaves_];
         nodes_[s]->data = data_[s];
         nodes_[s]->grad = 0.0;
     }
@@ -353,6 +381,9 @@ Status Program::backward() {
         for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;
     }
     grad_[count - 1] = 1.0;  // the root
+    // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
+    const bool may_fail = !micrograd_order_.empty();
+    if (may_fail) std::copy(grad_.begin(), grad_.end(), spare_.begin());
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
@@ -360,6 +391,13 @@ Status Program::backward() {
     for (auto r = runs_.rbegin(); r != runs_.rend(); ++r) {
         run<Backward>(r->op, arrays, r->begin, r->end, &status);
         if (status != Status::ok) break;
+    }
+    if (status != Status::ok && may_fail) {
+        // Rare: redo the pass in micrograd's order, from the grads before it.
+        std::copy(spare_.begin(), spare_.end(), grad_.begin());
+        status = Status::ok;
+        backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status,
+                      Listed{micrograd_order_.data(), leaves_});
     }
     for (std::uint32_t s : visible_) nodes_[s]->grad = grad_[s];
     defer(false);

@@ -40,6 +40,8 @@ class Program final : public DeferredStores {
 
     std::size_t size() const { return nodes_.size(); }
     Node* root() const { return nodes_.back(); }
+    // The runs of one op the passes loop over (Note [Slots]); 0 if replayed node by node.
+    std::size_t runs() const { return runs_.size(); }
 
   private:
     Program() = default;
@@ -60,11 +62,21 @@ class Program final : public DeferredStores {
     // receives its terms in micrograd's order. So compile() orders the rules by level (the
     // longest chain of such constraints above them) and, within a level, by op: the slots form
     // runs of one op, each replayed by a loop with no branch on the op, and the rules of a level
-    // are independent, so no sum waits on the one before it. A graph with a node that can fail
-    // ('**', exp, log, or a tanh whose value squared overflows: can_fail()) keeps micrograd's
-    // order, so that a failure leaves exactly what the rebuilt graph would; when its runs are
-    // short it is replayed node by node (runs_ empty). Its forward visits the nodes in the order
-    // they were made (made_order_), if that differs.
+    // are independent, so no sum waits on the one before it. When the runs are short (a narrow
+    // graph) it is replayed node by node instead (runs_ empty).
+    //
+    // Note [Failed passes]
+    // A graph with a node that can fail ('**', exp, log, or a tanh whose value squared
+    // overflows: can_fail()) replays in the same order, but a failure must leave exactly what
+    // the rebuilt graph would: the same exception from the same node, the nodes computed before
+    // it in micrograd's order updated, the others unchanged. So each pass keeps what it
+    // overwrites: forward computes into spare_ (swapped with data_ when it succeeds; the inner
+    // grads are reset only then), backward first copies grad_ into spare_. A pass that fails
+    // stops, and is redone from the kept values node by node in micrograd's order: forward in
+    // the order the nodes were made (made_order_, Note [Creation order]), backward in reverse
+    // topological order (micrograd_order_ from its end). The redo fails at the node a rebuild
+    // fails at, and stores the nodes' results as before. The first pass writes only the
+    // program's arrays, never the nodes, so only the redo's results reach them.
     std::vector<Node*> nodes_;  // each retained by the program
     std::vector<Op> ops_;
     std::vector<std::uint32_t> first_, second_;  // operand slots
@@ -76,9 +88,11 @@ class Program final : public DeferredStores {
         std::uint32_t begin, end;
     };
     std::vector<Run> runs_;
-    // The non-leaf slots in the order their nodes were made, if the graph can fail and that is
-    // not the slots' own order (Note [Creation order]); else empty.
-    std::vector<std::uint32_t> made_order_;
+    // If the graph can fail (Note [Failed passes]): its non-leaf slots in the order their nodes
+    // were made (or topological, if the graph's stamps do not tell: Note [Creation order]), in
+    // topological order, and room for the values a pass overwrites. Else all empty.
+    std::vector<std::uint32_t> made_order_, micrograd_order_;
+    std::vector<double> spare_;
     std::vector<std::uint32_t> visible_;  // slots of nodes with a Python object, stored at once
     std::uint64_t visible_at_ = 0;        // `exposures` when visible_ was listed
     std::uint64_t grads_read_at_ = 0;     // inner_grad_writes when grad_ last matched the nodes

@@ -59,7 +59,7 @@ struct NoRule {
     static Status gradient(double, double, double, double, double, double*, double*) {
         return Status::ok;
     }
-    // Whether replaying a node of this op that holds `out` can raise (Note [Slots]).
+    // Whether replaying a node of this op that holds `out` can raise (Note [Failed passes]).
     static bool can_fail(double) { return false; }
 };
 

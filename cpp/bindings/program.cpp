@@ -60,6 +60,9 @@ void bind_program(py::module_& m) {
             "What root.backward() does, over the frozen order.")
         .def("zero_grad", &Program::zero_grad, "Set every grad in the graph to zero.")
         .def("__len__", &Program::size)
+        .def_property_readonly("_runs", &Program::runs,
+                               "The runs of one op a replay loops over; 0 if it goes node by "
+                               "node. For tests.")
         .def_property_readonly(
             "root",
             [](const Program& p) { return py::reinterpret_steal<py::object>(to_python(p.root())); },

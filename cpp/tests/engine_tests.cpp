@@ -1795,7 +1795,7 @@ TEST(backward_runs_inside_a_python_backward) {
 // Programs
 
 // x, w; m1 = w*x; m2 = x*x; s = m1 + m2; t = s + m1; root = t*w. m1 has two parents, so its
-// grad and x's sum terms from both; no op can fail, so the program runs its own order.
+// grad and x's sum terms from both; the program runs its own order.
 struct SharedGraph {
     Node *x, *w, *m1, *m2, *s, *t, *root;
     SharedGraph(double xv, double wv) {
@@ -1967,6 +1967,64 @@ TEST(a_forward_fails_at_the_first_failing_node_made) {
     CHECK_SAME(root->data, std::exp(2.0));
     delete program;
     for (Node* n : {root, ex, lg, y, x}) mg::release(n);
+}
+
+TEST(a_wide_graph_that_fails_replays_in_runs_and_fails_where_a_rebuild_does) {
+    // Eight lanes, made one after the other: a = exp(x), b = log(a); then a tree of '+'. The
+    // runs compute every exp before any log, so with lane 0's exp giving 0 (its log fails)
+    // and lane 1's exp overflowing, the fast pass fails at lane 1's exp; the rebuild fails
+    // first at lane 0's log, and so must the replay (Note [Failed passes]).
+    constexpr int lanes = 8;
+    Node *x[lanes], *a[lanes], *b[lanes];
+    Status status = Status::ok;
+    for (int i = 0; i < lanes; ++i) {
+        x[i] = mg::new_leaf(1.0 + i);
+        a[i] = mg::exp(x[i], &status);
+        b[i] = mg::log(a[i], &status);
+    }
+    std::vector<Node*> sums(b, b + lanes), made;
+    while (sums.size() > 1) {
+        std::vector<Node*> next;
+        for (std::size_t k = 0; k < sums.size(); k += 2)
+            next.push_back(mg::add(sums[k], sums[k + 1]));
+        made.insert(made.end(), next.begin(), next.end());
+        sums.swap(next);
+    }
+    Node* root = sums[0];
+    CHECK_STATUS(status, Status::ok);
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    CHECK_EQ(program->runs(), std::size_t{3});  // exp, log, then the levels of '+'
+    CHECK_STATUS(program->forward(), Status::ok);
+    mg::settle();
+    const double root_before = root->data;
+    x[0]->data = -1000.0;
+    x[1]->data = 1000.0;
+    x[2]->data = 0.5;
+    CHECK_STATUS(program->forward(), Status::math_domain_error);
+    CHECK(mg::unsettled == nullptr);
+    CHECK_SAME(a[0]->data, 0.0);  // made before the failing log: updated
+    CHECK_SAME(a[0]->grad, 0.0);
+    CHECK_SAME(b[0]->data, std::log(std::exp(1.0)));  // the failing node and later: untouched
+    CHECK_SAME(a[2]->data, std::exp(3.0));
+    CHECK_SAME(root->data, root_before);
+    x[0]->data = 1.0;  // now lane 1's exp is the first to fail
+    CHECK_STATUS(program->forward(), Status::math_range_error);
+    CHECK_SAME(b[0]->data, 1.0);
+    CHECK_SAME(a[1]->data, std::exp(2.0));
+    x[1]->data = 2.0;
+    CHECK_STATUS(program->forward(), Status::ok);
+    mg::settle();
+    CHECK_SAME(a[2]->data, std::exp(0.5));
+    CHECK_SAME(b[2]->data, std::log(std::exp(0.5)));
+    delete program;
+    mg::release(root);
+    for (Node* n : made) {
+        if (n != root) mg::release(n);
+    }
+    for (int i = 0; i < lanes; ++i) {
+        for (Node* n : {b[i], a[i], x[i]}) mg::release(n);
+    }
 }
 
 TEST(a_tanh_holding_a_huge_value_keeps_micrograds_order) {
