@@ -45,9 +45,24 @@ py::dict pool_stats_of() {
     return out;
 }
 
+// Note [The C++ runtime's thread-local data]
+// glibc gives a thread its copy of a shared library's thread-local data on first use, and if
+// malloc fails then, it aborts the process. The C++ runtime's exception state is such data, first
+// used by the first exception a thread throws: for a std::bad_alloc, that is when memory has run
+// out, and MemoryError would become an abort. Throwing one exception at import makes the
+// importing thread get its copy while there is memory. (Another thread gets its copy at its
+// first exception: README, "Value".)
+void prepare_exception_state() {
+    try {
+        throw 0;
+    } catch (int) {
+    }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+    prepare_exception_state();
     m.doc() = "micrograd-cpp's C++ engine";
     PyObject* value_type = python::create_value_type();
     if (!value_type) throw py::error_already_set();
