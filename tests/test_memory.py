@@ -22,6 +22,10 @@ if not os.path.exists("/proc/self/statm"):
     pytest.importorskip("psutil")  # elsewhere than Linux, psutil reads the resident size
 
 ALLOWED_GROWTH = 4 * 2**20  # bytes, after warm-up
+# The pure engine's graphs are Python objects: pymalloc's arenas settle over tens of rounds (up to
+# ~7 MiB above the start on 3.13, ~10 on 3.11 after 60 rounds, then flat), while one graph kept
+# a round would add 25 MiB or more.
+ALLOWED_GROWTH_PURE = 16 * 2**20
 ALLOWED_AFTER_DROP = 20 * 2**20  # bytes left after a graph of a million nodes is dropped
 
 MEMORY = """
@@ -238,7 +242,8 @@ def test_twenty_rounds_stay_flat(backend):
         print(memory() - start)
     """)
     growth = measure(code)
-    assert growth < ALLOWED_GROWTH, f"memory grew by {growth / 2**20:.1f} MiB over 18 rounds"
+    allowed = ALLOWED_GROWTH if backend == "cpp" else ALLOWED_GROWTH_PURE
+    assert growth < allowed, f"memory grew by {growth / 2**20:.1f} MiB over 18 rounds"
 
 
 ARENAS = re.compile(r"# arenas allocated current\s*=\s*(\d+)")
