@@ -143,7 +143,6 @@ def test_deleting_op(backends):
     assert on_both(backends, run) == (AttributeError, AttributeError)
 
 
-@pytest.mark.xfail(strict=True, reason="the oracle's _children is a writable slot")
 def test_deleting_children_is_refused(backends):
     def run(V):
         v = V(1.0) * 2.0

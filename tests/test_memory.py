@@ -176,22 +176,8 @@ def engine_code(backend):
     return textwrap.dedent(imports) + textwrap.dedent(SHAPES)
 
 
-# CPython keeps up to 2,000 freed tuples of each size for reuse, and the pure engine's nodes hold
-# their children in tuples: after the demo's graphs, those scattered over pymalloc's arenas keep
-# ~50 MiB of them mapped until a full collection empties the free lists. With the collector on,
-# one comes; with it off, not necessarily.
-PINNED_BY_TUPLE_FREE_LISTS = pytest.mark.xfail(
-    strict=False, reason="CPython's tuple free lists pin pymalloc arenas until a full collection"
-)
 CASES = [
-    pytest.param(
-        backend,
-        shape,
-        collector,
-        marks=[PINNED_BY_TUPLE_FREE_LISTS]
-        if (backend, shape, collector) == ("pure", "mlp", "gc off")
-        else [],
-    )
+    (backend, shape, collector)
     for backend in helpers.MODULES
     for shape in ("chain", "wide", "mlp")
     for collector in ("gc on", "gc off")

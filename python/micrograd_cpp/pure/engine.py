@@ -140,16 +140,20 @@ class Value:
     # the float exponent of a '**' node.
     __slots__ = {
         "__dict__": None,
-        "_children": "the operand Values in order (micrograd's _prev is their set)",
         "_custom_backward": None,
         "_data": None,
         "_exponent": None,
+        "_first": "an operator's first operand (None for a node made by Value())",
+        "_given": "the children given to Value(): a tuple, () for a leaf",
         "_grad": None,
         "_made": "when the operators made this node (leaves made by Value() have no stamp)",
         "_op": "the op that produced this node ('' for a leaf), a label for drawing",
         "_rule": None,
+        "_second": "an operator's second operand (None for a unary op's node)",
     }
-    _children: tuple["Value", ...]
+    _first: "Value | None"
+    _second: "Value | None"
+    _given: tuple["Value", ...]
     _custom_backward: Any  # a _backward the user assigned, or _BUILTIN
     _data: float
     _exponent: float | None
@@ -175,7 +179,8 @@ class Value:
                 if any(node is self for node in topological_order(child)):
                     raise ValueError("a Value cannot be its own descendant")
         self._data, self._grad = data, 0.0
-        self._children = children
+        self._first = self._second = None
+        self._given = children
         self._op = _op
         self._rule = self._exponent = None
         self._custom_backward = _BUILTIN
@@ -184,6 +189,17 @@ class Value:
 
     data = property(lambda self: self._data, lambda self, x: setattr(self, "_data", _as_float(x)))
     grad = property(lambda self: self._grad, lambda self, x: setattr(self, "_grad", _as_float(x)))
+
+    # An operator's node keeps its operands in two slots rather than a tuple: CPython keeps up to
+    # 2,000 freed tuples of each size for reuse, and after a big graph is dropped those left
+    # scattered over pymalloc's arenas would keep tens of MiB mapped until a full collection.
+    @property
+    def _children(self) -> tuple["Value", ...]:
+        """the operand Values in order (micrograd's _prev is their set)"""
+        first, second = self._first, self._second
+        if first is None:
+            return self._given
+        return (first,) if second is None else (first, second)
 
     @property
     def _prev(self) -> set["Value"]:
@@ -209,13 +225,15 @@ class Value:
     @staticmethod
     def _node(
         data: float,
-        children: tuple["Value", ...],
+        first: "Value | None",
+        second: "Value | None",
         op: str,
         rule: str | None,
         exponent: float | None = None,
     ) -> "Value":
         out = object.__new__(Value)
-        out._data, out._grad, out._children, out._op = data, 0.0, children, op
+        out._data, out._grad, out._op = data, 0.0, op
+        out._first, out._second, out._given = first, second, ()
         out._rule, out._exponent, out._custom_backward = rule, exponent, _BUILTIN
         out._made = _next_made()
         return out
@@ -227,7 +245,13 @@ class Value:
         if (len(children) != arity) if arity >= 0 else not children:
             raise ValueError("_clone() needs as many children as the op has")
         out = object.__new__(type(self))
-        out._data, out._grad, out._children, out._op = self._data, self._grad, children, self._op
+        out._data, out._grad, out._op = self._data, self._grad, self._op
+        out._first = out._second = None
+        out._given = ()
+        if self._rule:
+            out._first, out._second = children[0], children[1] if arity == 2 else None
+        else:
+            out._given = children
         out._rule, out._exponent = self._rule, self._exponent
         out._custom_backward = self._custom_backward
         out._made = _next_made()
@@ -258,7 +282,8 @@ class Value:
         """Apply this node's chain rule, micrograd's formula in micrograd's order."""
         if self._rule is None:
             return
-        a, b = self._children[0], self._children[-1]
+        a = self._first
+        b = a if self._second is None else self._second
         rule = _OPS[self._rule].gradient
         da, db = rule(self.data, self.grad, self._exponent, a.data, b.data)
         a.grad += da
@@ -269,15 +294,15 @@ class Value:
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("add", self, other)
-            other = Value._node(_operand_float(other), (), "", None)
-        return Value._node(_OPS["+"].forward(self.data, other.data, None), (self, other), "+", "+")
+            other = Value._node(_operand_float(other), None, None, "", None)
+        return Value._node(_OPS["+"].forward(self.data, other.data, None), self, other, "+", "+")
 
     def __mul__(self, other: "Value | float") -> "Value":
         if not isinstance(other, Value):
             if not _is_number(other):
                 return _not_a_number("multiply", self, other)
-            other = Value._node(_operand_float(other), (), "", None)
-        return Value._node(_OPS["*"].forward(self.data, other.data, None), (self, other), "*", "*")
+            other = Value._node(_operand_float(other), None, None, "", None)
+        return Value._node(_OPS["*"].forward(self.data, other.data, None), self, other, "*", "*")
 
     def __pow__(self, other: float) -> "Value":
         if isinstance(other, Value):
@@ -285,10 +310,12 @@ class Value:
         if not _is_number(other):
             return _not_a_number("power", self, other)
         e = _operand_float(other)
-        return Value._node(_OPS["**"].forward(self.data, None, e), (self,), f"**{other}", "**", e)
+        return Value._node(
+            _OPS["**"].forward(self.data, None, e), self, None, f"**{other}", "**", e
+        )
 
     def _unary(self, rule: str) -> "Value":
-        return Value._node(_OPS[rule].forward(self.data, None, None), (self,), rule, rule)
+        return Value._node(_OPS[rule].forward(self.data, None, None), self, None, rule, rule)
 
     def relu(self) -> "Value":
         return self._unary("ReLU")
