@@ -113,7 +113,7 @@ void destroy(Node* n) noexcept {
         Node* const* kids = children(d);
         for (std::uint32_t i = 0; i < count; ++i) {
             Node* k = kids[i];
-            if (k->handle) {
+            if (k->flags & owned_by_object) {
                 hooks.release_handle(k->handle);  // may come back here: it only pushes
             } else if (--k->refs == 0) {
                 if (next) {
@@ -286,7 +286,7 @@ bool reaches(Node* const* roots, std::size_t count, Node* target) {
 }  // namespace
 
 void release(Node* n) {
-    if (n->handle) {
+    if (n->flags & owned_by_object) {
         hooks.release_handle(n->handle);
     } else if (--n->refs == 0) {
         destroy(n);

@@ -19,17 +19,26 @@ enum NodeFlags : std::uint8_t {
     // Its object, or one below it, may refer outside the graph (Note [Cycle collection] in the
     // binding); set by the binding, passed from operands to each node made over them.
     may_reach_outside = 16,
-    has_had_parents = 32,  // once an operand: nodes above it may exist
-    spread_visited = 64,   // seen by the running spread_reach_outside()
+    has_had_parents = 32,   // once an operand: nodes above it may exist
+    spread_visited = 64,    // seen by the running spread_reach_outside()
+    owned_by_object = 128,  // the node's object owns it: Note [Ownership]
 };
 
 // Note [Ownership]
-// A node is owned either by C++ alone or through its Python object. While `handle` is null,
-// `refs` counts the owners (parents, user-facing arrays). Once the binding gives the node a Python
-// object (its handle), the node keeps it for life: the handle holds the node's only reference and
-// every C++ owner holds a Python reference to the handle instead, so identity is stable and a
-// node lives exactly as long as anybody, Python or C++, refers to it. retain() and release()
-// pick the right counter.
+// A node is owned by its parents, by user-facing arrays (a Program's) and by its Python object,
+// if it has one (`handle`), in one of two ways:
+// - The object shares the node (the usual case): it is one more owner, counted in `refs` like
+//   the others, and the node forgets it when it goes. A value computed on the way (`r` in
+//   `r = r * x + b`) thus costs its object only while Python holds it; its node lives on, and
+//   Python gets a new object for it if it asks again. Nobody can tell: such an object carries
+//   nothing but its node (no attribute, no custom _op or _backward, no subclass, no weak
+//   references), and no one holds the old one any more.
+// - The object owns the node (`owned_by_object`): the node keeps it for life, its only
+//   reference is the object's, and every other owner holds a Python reference to the object
+//   instead. An object turns to this for good once it holds anything of its own (an attribute,
+//   a custom _op or _backward, a subclass's state) or the cycle collector tracks it (Note [Cycle
+//   collection] in the binding: every reference between tracked objects is then a Python one).
+// retain() and release() pick the right counter.
 struct Node {
     double data;
     double grad;
@@ -41,7 +50,7 @@ struct Node {
         } pow;
         Node** list;  // more than two children (a custom node made from Python)
     } operands;
-    void* handle;        // the owning Python object, if any
+    void* handle;        // the node's Python object, if any
     std::uint64_t mark;  // the traversal that last visited this node
     std::uint32_t refs;
     std::uint32_t count;  // number of children
@@ -66,7 +75,7 @@ inline Node* const* children(const Node* n) {
 // (compile() checks that the order it gets is topological, and keeps its own if not).
 extern std::uint32_t nodes_made;
 
-// Set once by the binding. The engine calls them only for nodes that have a handle.
+// Set once by the binding. The engine calls them only for nodes owned by their object.
 struct Hooks {
     void (*retain_handle)(void* handle) = nullptr;
     void (*release_handle)(void* handle) = nullptr;
@@ -75,7 +84,7 @@ struct Hooks {
 extern Hooks hooks;
 
 inline void retain(Node* n) {
-    if (n->handle) {
+    if (n->flags & owned_by_object) {
         hooks.retain_handle(n->handle);
     } else {
         ++n->refs;

@@ -47,9 +47,19 @@ def raised(call):
 
 
 def state(values):
-    """What a call that fails must leave as it was: each Value's data and grad, and its reference
-    count, which every node made from it would raise."""
-    return [(v.data, v.grad, sys.getrefcount(v)) for v in values]
+    """What a call that fails must leave as it was: each Value's data, grad and reference count,
+    and the number of the C++ engine's live nodes (a node made from a Value raises that count,
+    or the Value's own if the Value owns its node)."""
+    return [(v.data, v.grad, sys.getrefcount(v)) for v in values], live_nodes()
+
+
+def live_nodes():
+    """The C++ engine's live nodes, or None without the extension."""
+    try:
+        from micrograd_cpp import _core
+    except ImportError:
+        return None
+    return _core._pool_stats()["live_nodes"]
 
 
 class Finalized:

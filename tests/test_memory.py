@@ -263,5 +263,6 @@ def test_values_leave_no_arena_pinned(shape):
     if not counts:
         pytest.skip("pymalloc is not in use (PYTHONMALLOC, or a sanitized interpreter)")
     before, peak, after = counts
-    assert peak > before  # the graph's Values were in arenas
+    if shape == "wide":  # its leaves are Values in a list: they fill arenas
+        assert peak > before
     assert after <= before + 1, counts

@@ -21,6 +21,7 @@ PyObject* str_label = nullptr;  // interned "label"
 
 PyObject* dict_of(PyObject* self) {
     PyObject*& dict = as_value(self)->dict;
+    own_node(self);  // Note [Ownership]
     if (!dict) dict = PyDict_New();
     return dict;
 }
@@ -77,10 +78,11 @@ int value_init(PyObject* self, PyObject* args, PyObject* kwds) {
     if (!items) return -1;
     Node* n = node_of(self);
     // Only the caller refers to a new object, so no parent can refer to it yet. Each parent holds
-    // a reference of its own (Note [Ownership]), and so does whoever lends the caller its
-    // reference: since 3.14 the interpreter may borrow a local's reference instead of taking
-    // one, which lowers the count below a parent's but never hides the parent.
-    const bool may_have_parents = Py_REFCNT(self) > 1;
+    // a reference of its own, to the node or to the object (Note [Ownership]), and so does
+    // whoever lends the caller its reference: since 3.14 the interpreter may borrow a local's
+    // reference instead of taking one, which lowers the count below a parent's but never hides
+    // the parent.
+    const bool may_have_parents = Py_REFCNT(self) > 1 || n->refs > 1;
     const bool reached_outside = n->flags & may_reach_outside;
     bool ok = false;
     try {  // Note [No C++ exception crosses into CPython]: give items back first
@@ -279,7 +281,7 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
     }
     Py_DECREF(items);
     if (!copy) return nullptr;
-    PyObject* o = wrap(Py_TYPE(self), copy, 1);
+    PyObject* o = wrap(Py_TYPE(self), copy);
     if (!o) {
         release(copy);
         return nullptr;

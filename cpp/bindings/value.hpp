@@ -56,8 +56,10 @@ inline bool is_value(PyObject* o) {
 }
 inline Node* node_of(PyObject* value) { return reinterpret_cast<ValueObject*>(value)->node; }
 
-// The Python object of a node, created on first use. Both return a new reference; the second
-// takes over the caller's reference to n (and releases n if it fails).
+// The Python object of a node, made if it has none. Both return a new reference. The first is
+// for a node found in the graph: its object owns it from then on, so that it keeps its identity
+// (Note [Ownership]). The second is for an op's result: it takes over the caller's reference to
+// n (and releases n if it fails).
 PyObject* to_python(Node* n);
 PyObject* to_python_owned(Node* n);
 // The objects of these nodes, in order: a new list (as_list) or tuple.

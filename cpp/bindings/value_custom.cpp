@@ -19,6 +19,7 @@ Custom* custom_of(PyObject* self) {
 Custom& custom_entry(PyObject* self) {
     if (Custom* c = custom_of(self)) return *c;
     Custom& c = customs[self];
+    own_node(self);  // Note [Ownership]
     node_of(self)->flags |= has_custom_entry;
     return c;
 }

@@ -60,9 +60,22 @@ std::uint32_t made_at_last_spread = 0;
 
 }  // namespace
 
+// The node's other owners each hold o instead, from now on (Note [Ownership]). Calls no Python
+// code.
+void own_node(PyObject* o) {
+    Node* n = as_value(o)->node;
+    if (!n || (n->flags & owned_by_object)) return;
+    Py_SET_REFCNT(o, Py_REFCNT(o) + static_cast<Py_ssize_t>(n->refs) - 1);
+    n->refs = 1;
+    n->flags |= owned_by_object;
+}
+
+// A tracked object owns its node (Note [Ownership]), so that each reference the collector can
+// follow between tracked objects is a Python reference.
 void track(PyObject* o) {
-    // An object being deallocated (no reference left) stays untracked.
-    if (Py_REFCNT(o) > 0 && !PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
+    if (Py_REFCNT(o) <= 0) return;  // being deallocated (no reference left): stays untracked
+    own_node(o);                    // also if tp_alloc tracked it already (a subclass's instance)
+    if (!PyObject_GC_IsTracked(o)) PyObject_GC_Track(o);
 }
 
 namespace {
@@ -116,7 +129,7 @@ bool is_atomic(PyObject* o) {
            PyUnicode_CheckExact(o);
 }
 
-PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
+PyObject* wrap(PyTypeObject* type, Node* n) {
     PyObject* o;
     if (type == value_type) {
         o = reinterpret_cast<PyObject*>(PyObject_GC_New(ValueObject, type));
@@ -128,9 +141,6 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
     as_value(o)->node = n;
     as_value(o)->dict = nullptr;
     n->handle = o;
-    // A new object is not immortal, so the count is stored as given on every version; only a
-    // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
-    Py_SET_REFCNT(o, refcount);
     if (type != value_type) {
         reaches_outside(o);
     } else if (every_value_tracked || (n->flags & may_reach_outside)) {
@@ -140,13 +150,16 @@ PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount) {
 }
 
 // Note [Cycle collection]: before the value is stored, so that it is never held untracked.
+// An object with attributes of its own owns its node (Note [Ownership]).
 int value_setattro(PyObject* self, PyObject* name, PyObject* value) {
+    own_node(self);
     if (value && !is_atomic(value)) reaches_outside(self);
     return PyObject_GenericSetAttr(self, name, value);
 }
 
 // Whoever has the dict can put anything in it.
 PyObject* get_dict(PyObject* self, void* context) {
+    own_node(self);
     reaches_outside(self);
     return PyObject_GenericGetDict(self, context);
 }
@@ -156,6 +169,7 @@ int set_dict(PyObject* self, PyObject* value, void* context) {
         Py_CLEAR(as_value(self)->dict);
         return 0;
     }
+    own_node(self);
     reaches_outside(self);
     return PyObject_GenericSetDict(self, value, context);
 }
@@ -174,7 +188,7 @@ int visit_operands(Node* n, visitproc visit, void* arg) {
         Node* const* kids = children(n);
         for (std::uint32_t i = 0; i < count; ++i) {
             Node* k = kids[i];
-            if (k->handle) {
+            if (k->flags & owned_by_object) {
                 Py_VISIT(static_cast<PyObject*>(k->handle));
             } else if (k->refs == 1 && child_count(k) > 0 && depth < std::size(pending)) {
                 pending[depth++] = k;
@@ -194,8 +208,10 @@ int value_traverse(PyObject* self, visitproc visit, void* arg) {
         Py_VISIT(c->backward);
     }
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
+    // A tracked object owns its node; one that shares it reports what it owns alone.
     Node* n = as_value(self)->node;
-    return n ? visit_operands(n, visit, arg) : 0;
+    if (!n || (!(n->flags & owned_by_object) && n->refs != 1)) return 0;
+    return visit_operands(n, visit, arg);
 }
 
 int value_clear(PyObject* self) {
@@ -211,9 +227,11 @@ void value_dealloc(PyObject* self) {
     Py_CLEAR(as_value(self)->dict);
     drop_custom_entry(self);
     if (Node* n = as_value(self)->node) {
-        // Nobody refers to this object, so nobody but it owns the node (Note [Ownership]).
+        // Nobody refers to this object: if it owned the node, nobody else does (Note
+        // [Ownership]).
         as_value(self)->node = nullptr;
         n->handle = nullptr;
+        n->flags &= static_cast<std::uint8_t>(~owned_by_object);
         release(n);
     }
     type->tp_free(self);
@@ -224,23 +242,32 @@ void value_dealloc(PyObject* self) {
 // Ownership: nodes to objects
 
 PyObject* to_python(Node* n) {
-    if (n->handle) return Py_NewRef(static_cast<PyObject*>(n->handle));
-    expose();  // Note [Deferred stores]
-    // The node's C++ owners now each hold a reference to its object instead (Note [Ownership]).
-    PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs) + 1);
-    if (o) n->refs = 1;
+    PyObject* o;
+    if (n->handle) {
+        o = Py_NewRef(static_cast<PyObject*>(n->handle));
+    } else {
+        expose();   // Note [Deferred stores]
+        retain(n);  // the object's
+        o = wrap(value_type, n);
+        if (!o) {
+            release(n);
+            return nullptr;
+        }
+    }
+    own_node(o);  // found in the graph: it keeps its identity (Note [Ownership])
     return o;
 }
 
 PyObject* to_python_owned(Node* n) {
-    if (n->handle) return static_cast<PyObject*>(n->handle);  // already a Python reference
-    if (n->refs > 1) expose();  // not a node just made: Note [Deferred stores]
-    PyObject* o = wrap(value_type, n, static_cast<Py_ssize_t>(n->refs));
-    if (o) {
-        n->refs = 1;
-    } else {
+    if (n->flags & owned_by_object) return static_cast<PyObject*>(n->handle);  // a Python one
+    if (n->handle) {  // the object shares the node: a reference to each (Note [Ownership])
+        PyObject* o = Py_NewRef(static_cast<PyObject*>(n->handle));
         release(n);
+        return o;
     }
+    if (n->refs > 1) expose();          // not a node just made: Note [Deferred stores]
+    PyObject* o = wrap(value_type, n);  // it takes over the caller's reference
+    if (!o) release(n);
     return o;
 }
 

@@ -53,8 +53,11 @@ void reaches_outside(PyObject* self);
 void spread_from(Node* n);
 // None, a bool, an exact int, float or str: nothing a cycle can run through.
 bool is_atomic(PyObject* o);
-// A new object of `type` for node n, holding `refcount` references.
-PyObject* wrap(PyTypeObject* type, Node* n, Py_ssize_t refcount);
+// A new object of `type` for node n, with one reference; it takes over one of the node's.
+PyObject* wrap(PyTypeObject* type, Node* n);
+// From now on self owns its node, and the node's other owners hold self (Note [Ownership]):
+// for an object with anything of its own (attributes, a custom _op or _backward).
+void own_node(PyObject* self);
 
 // Slots of the type's life.
 int value_setattro(PyObject* self, PyObject* name, PyObject* value);

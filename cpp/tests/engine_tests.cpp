@@ -336,6 +336,7 @@ TEST(teardown_needs_no_memory) {
     for (int i = 0; i < 5; ++i) {
         leaves[i] = mg::new_leaf(i);
         leaves[i]->handle = &objects[i];
+        leaves[i]->flags |= mg::owned_by_object;
         kids[i] = mg::relu(leaves[i]);
     }
     Node* root = mg::new_leaf(0.0);
@@ -355,6 +356,7 @@ TEST(teardown_needs_no_memory) {
     CHECK_EQ(hook_calls.release, 6);  // and teardown goes on working
     for (Node* leaf : leaves) {
         leaf->handle = nullptr;
+        leaf->flags &= static_cast<std::uint8_t>(~mg::owned_by_object);
         mg::release(leaf);
     }
 }
@@ -1679,13 +1681,14 @@ TEST(hooks_are_never_called_without_handles) {
     CHECK_EQ(hook_calls.python_backward, 0);
 }
 
-TEST(handles_take_reference_counting_through_the_hooks) {
+TEST(a_node_its_object_owns_counts_references_through_the_hooks) {
     HooksScope scope;
     install_counting_hooks();
     Node* a = mg::new_leaf(1.0);
     Node* b = mg::new_leaf(2.0);
     int python_object = 0;  // stands for the Value that owns a
     a->handle = &python_object;
+    a->flags |= mg::owned_by_object;
     mg::retain(a);
     CHECK_EQ(hook_calls.retain, 1);
     CHECK(hook_calls.last_handle == &python_object);
@@ -1700,10 +1703,27 @@ TEST(handles_take_reference_counting_through_the_hooks) {
     CHECK_EQ(hook_calls.release, 2);
     CHECK_EQ(b->refs, 1);
     a->handle = nullptr;
+    a->flags &= static_cast<std::uint8_t>(~mg::owned_by_object);
     mg::release(a);
     mg::release(b);
     CHECK_EQ(hook_calls.retain, 2);
     CHECK_EQ(hook_calls.release, 2);
+}
+
+TEST(a_node_that_shares_its_object_counts_references_itself) {
+    HooksScope scope;
+    install_counting_hooks();
+    Node* a = mg::new_leaf(1.0);  // the reference of the object that shares it
+    int python_object = 0;
+    a->handle = &python_object;
+    Node* s = mg::add(a, a);
+    CHECK_EQ(a->refs, 3);
+    a->handle = nullptr;  // the object goes: the node lives on in s
+    mg::release(a);
+    CHECK_EQ(a->refs, 2);
+    mg::release(s);
+    CHECK_EQ(hook_calls.retain, 0);
+    CHECK_EQ(hook_calls.release, 0);
 }
 
 TEST(python_backward_replaces_the_builtin_rule) {
