@@ -27,17 +27,18 @@ enum NodeFlags : std::uint8_t {
 // Note [Ownership]
 // A node is owned by its parents, by user-facing arrays (a Program's) and by its Python object,
 // if it has one (`handle`), in one of two ways:
-// - The object shares the node (the usual case): it is one more owner, counted in `refs` like
-//   the others, and the node forgets it when it goes. A value computed on the way (`r` in
-//   `r = r * x + b`) thus costs its object only while Python holds it; its node lives on, and
-//   Python gets a new object for it if it asks again. Nobody can tell: such an object carries
-//   nothing but its node (no attribute, no custom _op or _backward, no subclass, no weak
-//   references), and no one holds the old one any more.
+// - The object shares the node: it is one more owner, counted in `refs` like the others, and
+//   the node forgets it when it goes. So an op's result (`r` in `r = r * x + b`) costs its
+//   object only while Python holds it, and its node lives on in the graph. Such an object
+//   carries nothing but its node: no attribute, no custom _op or _backward, no subclass, no
+//   weak references; if Python reaches the node again, it gets a new object.
 // - The object owns the node (`owned_by_object`): the node keeps it for life, its only
 //   reference is the object's, and every other owner holds a Python reference to the object
-//   instead. An object turns to this for good once it holds anything of its own (an attribute,
-//   a custom _op or _backward, a subclass's state) or the cycle collector tracks it (Note [Cycle
-//   collection] in the binding: every reference between tracked objects is then a Python one).
+//   instead. An object turns to this for good once it has anything of its own (an attribute
+//   set, a custom _op or _backward, a subclass), once the cycle collector tracks it (Note
+//   [Cycle collection] in the binding: every reference between tracked objects is then a Python
+//   one), and once Python code finds it through the graph (_prev, _children,
+//   topological_order): what was found keeps its identity for as long as the graph lives.
 // retain() and release() pick the right counter.
 struct Node {
     double data;

@@ -5,6 +5,7 @@ Expected numbers come from plain Python float arithmetic following micrograd's f
 
 import copy
 import gc
+import importlib
 import inspect
 import itertools
 import math
@@ -16,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from helpers import Finalized
+from helpers import MODULES, Finalized
 
 INF, NAN = math.inf, math.nan
 
@@ -319,6 +320,34 @@ def test_prev_keeps_the_operand_objects_alive(backend):
     gc.collect()
     assert {id(v) for v in c._prev} == ids
     assert sorted(getattr(v, "tag", "") for v in c._prev) == ["", "a"]
+
+
+def test_a_result_python_no_longer_holds_stays_in_the_graph(backend, no_gc):
+    """The C++ engine frees an op's result object once Python lets go of it (Note [Ownership]);
+    its node stays, and the graph reads the same as the oracle's, whose graph holds the object."""
+    a = backend(2.0)
+    y = a * 3.0
+    y = y + 1.0  # the product is reachable from y alone now
+    y.backward()
+    product, one = y._children
+    assert (product.data, product.grad, product._op) == (6.0, 1.0, "*")
+    assert product._children[0] is a and a.grad == 3.0
+    assert (one.data, one._op) == (1.0, "")
+
+
+def test_values_found_through_the_graph_keep_their_identity(backend, backend_name, no_gc):
+    """Values reached through the graph are the same objects each time, also after the code
+    that found them let go of them and other Values took their memory."""
+    engine = importlib.import_module(MODULES[backend_name])
+    y = backend(1.0)
+    for i in range(20):
+        y = (y * 2.0 + i).tanh()
+    ids = [id(v) for v in engine.topological_order(y)]
+    kids = [id(k) for k in y._children[0]._children]
+    others = [backend(float(i)) * 2.0 for i in range(1000)]
+    assert [id(v) for v in engine.topological_order(y)] == ids
+    assert [id(k) for k in y._children[0]._children] == kids
+    assert len(others) == 1000
 
 
 def test_cycles_through_a_values_attributes_are_collected(backend):

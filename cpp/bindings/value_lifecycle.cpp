@@ -26,13 +26,14 @@ void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 // it is tracked and every object's tp_traverse reports what it refers to.
 //
 // What a Value refers to: its dict, its custom _op and _backward, its type, and through its
-// node the objects of the node's children (Note [Ownership]). A child without an object (the
-// inner nodes of a fused sum, dot or neuron) holds its own children's objects; value_traverse
-// reports those too when this node is that child's one owner (refs == 1), so that each such
-// node is reported from one Value alone and a Value reports what its node owns, not the graph
-// below it. A node without an object but with several owners (a compiled Program holds it too)
-// is not entered: what it holds counts as reachable, so a cycle through it is not collected,
-// but nothing reachable is ever freed.
+// node the objects that own the node's children (Note [Ownership]). A child no object owns (the
+// inner nodes of a fused sum, dot or neuron, and an op's result whose object only shares it)
+// holds its own children's objects; value_traverse reports those too when this node is that
+// child's one owner (refs == 1), so that each such node is reported from one Value alone and a
+// Value reports what its node owns, not the graph below it. A node no object owns but with
+// several owners (a compiled Program holds it too, or a sharing object) is not entered: what
+// it holds counts as reachable, so a cycle through it is not collected, but nothing reachable
+// is ever freed. Every tracked Value owns its node; one that shares it is entered the same way.
 //
 // Which Values are tracked: tracking all of them would make the collector scan every Value,
 // several times over as the graph grows (W1's forward takes 1.8 times as long). Graph edges alone
@@ -208,7 +209,7 @@ int value_traverse(PyObject* self, visitproc visit, void* arg) {
         Py_VISIT(c->backward);
     }
     Py_VISIT(Py_TYPE(self));  // heap types are referenced by their instances
-    // A tracked object owns its node; one that shares it reports what it owns alone.
+    // A tracked object owns its node; one that shares it reports below only as its one owner.
     Node* n = as_value(self)->node;
     if (!n || (!(n->flags & owned_by_object) && n->refs != 1)) return 0;
     return visit_operands(n, visit, arg);
