@@ -66,6 +66,8 @@ std::uint32_t made_at_last_spread = 0;
 void own_node(PyObject* o) {
     Node* n = as_value(o)->node;
     if (!n || (n->flags & owned_by_object)) return;
+    // Our objects are not immortal, so the count is stored as given on every version; only a
+    // count of 2**31 (as many parents) would read as immortal (CPython 3.12 and later).
     Py_SET_REFCNT(o, Py_REFCNT(o) + static_cast<Py_ssize_t>(n->refs) - 1);
     n->refs = 1;
     n->flags |= owned_by_object;
