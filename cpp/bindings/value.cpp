@@ -183,10 +183,14 @@ PyObject* builtin_op_label(const Node* n) {
 }
 
 PyObject* get_op(PyObject* self, void*) {
-    if (Custom* c = custom_of(self); c && c->op) return Py_NewRef(c->op);
+    if (Custom* c = custom_of(self)) {
+        if (c->op) return Py_NewRef(c->op);
+        if (c->op_deleted) return no_op_error(self);
+    }
     return builtin_op_label(node_of(self));
 }
 int set_op(PyObject* self, PyObject* value, void*) {
+    if (!value) return delete_op(self) ? 0 : -1;
     set_field(self, &Custom::op, value);
     return 0;
 }
@@ -287,6 +291,10 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
         return nullptr;
     }
     if (Custom* c = custom_of(self)) {
+        if (c->op_deleted) {  // as the oracle's _clone, which reads self._op
+            Py_DECREF(o);
+            return no_op_error(self);
+        }
         try {  // Note [No C++ exception crosses into CPython]: give the copy back first
             const Custom copied = *c;  // o's new entry may move nothing, but read it first
             set_field(o, &Custom::op, copied.op);

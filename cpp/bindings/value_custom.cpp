@@ -59,12 +59,32 @@ void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value) {
     if (!c) return;
     PyObject* old = c->*field;
     c->*field = Py_XNewRef(value);
-    if (!c->op && !c->backward) {
+    if (field == &Custom::op) c->op_deleted = false;
+    if (!c->op && !c->backward && !c->op_deleted) {
         customs.erase(self);
         node_of(self)->flags &= static_cast<std::uint8_t>(~has_custom_entry);
     }
     if (value && !is_atomic(value)) reaches_outside(self);
     Py_XDECREF(old);
+}
+
+bool delete_op(PyObject* self) {
+    if (Custom* c = custom_of(self); c && c->op_deleted) {
+        PyErr_SetString(PyExc_AttributeError, "_op");
+        return false;
+    }
+    Custom& c = custom_entry(self);
+    PyObject* old = c.op;
+    c.op = nullptr;
+    c.op_deleted = true;
+    Py_XDECREF(old);  // last: Note [Calls into Python]
+    return true;
+}
+
+PyObject* no_op_error(PyObject* self) {
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_op'",
+                 Py_TYPE(self)->tp_name);
+    return nullptr;
 }
 
 }  // namespace mg::python

@@ -21,10 +21,13 @@ inline ValueObject* as_value(PyObject* o) { return reinterpret_cast<ValueObject*
 // replacing, clearing or deleting __dict__ changes neither. Few Values have them, so rather than
 // in two more fields of every object (16 bytes each, with the allocator's rounding) they live in
 // a side table, which only objects whose node has `has_custom_entry` have an entry in. The
-// node's `has_python_backward` is set and cleared together with the entry's backward.
+// node's `has_python_backward` is set and cleared together with the entry's backward. As on the
+// oracle (a slot), `del v._op` leaves no _op at all until one is set again (or __init__ runs):
+// reading it, copying the Value or deleting it again raises AttributeError.
 struct Custom {
-    PyObject* op = nullptr;        // null: the built-in label
+    PyObject* op = nullptr;        // null: the built-in label, unless op_deleted
     PyObject* backward = nullptr;  // null: the built-in rule
+    bool op_deleted = false;
 };
 
 // The object's entry, or null if it has none.
@@ -36,6 +39,11 @@ void drop_custom_entry(PyObject* self);
 // Sets (value null: clears) the object's _op or _backward. Can throw std::bad_alloc before it
 // changes anything.
 void set_field(PyObject* self, PyObject* Custom::* field, PyObject* value);
+// `del self._op`: false, with AttributeError set, if it has none. Can throw std::bad_alloc
+// before it changes anything.
+bool delete_op(PyObject* self);
+// AttributeError for the _op self does not have; returns null.
+PyObject* no_op_error(PyObject* self);
 // The engine's hook for a node whose _backward the user assigned.
 Status run_python_backward(Node* n);
 
