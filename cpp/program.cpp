@@ -16,15 +16,80 @@ constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 // Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
+// The operands whose grads node i's rule adds to, in the order it adds (Note [Op table]).
+template <typename F>
+void for_each_target(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
+                     const std::vector<std::uint32_t>& second, std::uint32_t i, F f) {
+    f(first[i]);
+    if (is_binary(order[i]->op)) f(second[i]);
+}
+
+// Chains of sums of products (Note [Chains]): links[i] is the number of links of the chain
+// whose top (its last sum) is node i, 0 for other nodes; inner[i] marks the chain's other
+// nodes, which only their chain reads.
+struct Chains {
+    std::vector<std::uint32_t> links;
+    std::vector<bool> inner;
+    bool any = false;
+};
+
+constexpr std::uint32_t shortest_chain = 4;  // shorter sums replay as ordinary rules
+
+Chains find_chains(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
+                   const std::vector<std::uint32_t>& second) {
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> parents(count, 0);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (order[i]->op == Op::leaf) continue;
+        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++parents[t]; });
+    }
+    // A link: a sum whose second operand is a product only it reads. It continues the chain
+    // of its first operand if that is a link only it reads.
+    const auto is_link = [&](std::uint32_t i) {
+        return order[i]->op == Op::add && first[i] != second[i] &&
+               order[second[i]]->op == Op::mul && parents[second[i]] == 1;
+    };
+    const auto continues = [&](std::uint32_t i) {
+        return is_link(i) && is_link(first[i]) && parents[first[i]] == 1;
+    };
+    Chains c;
+    c.links.assign(count, 0);
+    c.inner.assign(count, false);
+    std::vector<bool> continued(count, false);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (continues(i)) continued[first[i]] = true;
+    }
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (!is_link(i) || continued[i]) continue;
+        std::uint32_t links = 1;
+        for (std::uint32_t j = i; continues(j); j = first[j]) ++links;
+        if (links < shortest_chain) continue;
+        c.links[i] = links;
+        c.any = true;
+        for (std::uint32_t j = i;; j = first[j]) {
+            if (j != i) c.inner[j] = true;
+            c.inner[second[j]] = true;
+            if (!continues(j)) break;
+        }
+    }
+    return c;
+}
+
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
-// op, then micrograd's order. first and second are the operands' indices in `order`.
+// op (a chain after every op), then micrograd's order; a chain's nodes together, from its top
+// down, each sum before its product. first and second are the operands' indices in `order`.
+// level_of gets each rule's level, in the same order.
 std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const std::vector<std::uint32_t>& first,
-                                      const std::vector<std::uint32_t>& second) {
+                                      const std::vector<std::uint32_t>& second,
+                                      const Chains& chains, std::vector<std::uint32_t>& level_of) {
     const std::size_t count = order.size();
-    std::vector<std::uint32_t> rules;  // micrograd's order: the root first
+    const bool any_chain = chains.any;
+    std::vector<std::uint32_t> rules;  // micrograd's order, the root first; a chain by its top
     for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op != Op::leaf) rules.push_back(static_cast<std::uint32_t>(i));
+        if (order[i]->op != Op::leaf && !(any_chain && chains.inner[i])) {
+            rules.push_back(static_cast<std::uint32_t>(i));
+        }
     }
 
     // level[i]: 1 + the level of the rules that must run before i's. writer[k] is the level of
@@ -32,8 +97,24 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
     std::vector<std::uint32_t> level(count, 0), writer(count, 0);
     std::uint32_t deepest = 0;
     for (std::uint32_t i : rules) {
-        const std::uint32_t a = first[i], b = second[i];
-        level[i] = writer[a] = writer[b] = std::max({writer[i], writer[a], writer[b]}) + 1;
+        std::uint32_t above = writer[i];
+        // A chain's rules add to the operands of its products and to its first sum's first.
+        const auto each_target = [&](auto f) {
+            if (!any_chain || chains.links[i] == 0) {
+                for_each_target(order, first, second, i, f);
+                return;
+            }
+            for (std::uint32_t j = i;; j = first[j]) {
+                for_each_target(order, first, second, second[j], f);
+                if (!chains.inner[first[j]]) {
+                    f(first[j]);  // the first sum's first operand
+                    break;
+                }
+            }
+        };
+        each_target([&](std::uint32_t t) { above = std::max(above, writer[t]); });
+        level[i] = above + 1;
+        each_target([&](std::uint32_t t) { writer[t] = level[i]; });
         deepest = std::max(deepest, level[i]);
     }
     // Stable counting sorts by op, then by level: ordered by level, then op, then micrograd.
@@ -44,9 +125,62 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
-    sort_by(op_count, [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
+    sort_by(op_count + 1, [&](std::uint32_t i) {
+        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(order[i]->op);
+    });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
-    return rules;
+    if (!any_chain) {
+        level_of.clear();
+        for (std::uint32_t i : rules) level_of.push_back(level[i]);
+        return rules;
+    }
+    std::vector<std::uint32_t> expanded;
+    level_of.clear();
+    for (std::uint32_t i : rules) {
+        if (chains.links[i] == 0) {
+            expanded.push_back(i);
+            level_of.push_back(level[i]);
+            continue;
+        }
+        for (std::uint32_t j = i;; j = first[j]) {  // each sum, then its product
+            expanded.insert(expanded.end(), {j, second[j]});
+            level_of.insert(level_of.end(), {level[i], level[i]});
+            if (!chains.inner[first[j]]) break;
+        }
+    }
+    return expanded;
+}
+
+// Whether running the rules in `schedule` gives every grad its terms in micrograd's order
+// (reverse topological), each rule running after every rule that adds to its grad.
+bool keeps_micrograds_order(const std::vector<Node*>& order,
+                            const std::vector<std::uint32_t>& first,
+                            const std::vector<std::uint32_t>& second,
+                            const std::vector<std::uint32_t>& schedule) {
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> start(count + 1, 0);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (order[i]->op == Op::leaf) continue;
+        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++start[t + 1]; });
+    }
+    for (std::size_t k = 1; k <= count; ++k) start[k] += start[k - 1];
+    std::vector<std::uint32_t> writers(start[count]), next(start.begin(), start.end() - 1);
+    for (std::size_t i = count; i-- > 0;) {
+        if (order[i]->op == Op::leaf) continue;
+        const auto r = static_cast<std::uint32_t>(i);
+        for_each_target(order, first, second, r, [&](std::uint32_t t) { writers[next[t]++] = r; });
+    }
+    std::copy(start.begin(), start.end() - 1, next.begin());
+    bool same = true;
+    for (std::uint32_t r : schedule) {
+        if (next[r] != start[r + 1]) return false;  // a term of its grad is still to come
+        for_each_target(order, first, second, r, [&](std::uint32_t t) {
+            same = same && next[t] < start[t + 1] && writers[next[t]] == r;
+            ++next[t];
+        });
+        if (!same) return false;
+    }
+    return true;
 }
 
 // The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
@@ -163,6 +297,65 @@ std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Stat
         op, [&](auto rule) { return Pass<decltype(rule)::op>::run(t, begin, end, status); });
 }
 
+// Note [Chains] kernels. A chain of n links at `base` holds its nodes in slots base + 2k (the
+// product of link k) and base + 2k + 1 (its sum), k from 0 to n-1; `lanes` chains side by side,
+// `span` slots apart, are independent (one level: Note [Chains]), so their sums interleave.
+template <bool zero_grads, int lanes>
+void chains_forward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links) {
+    double sum[lanes];
+    for (int l = 0; l < lanes; ++l) sum[l] = t.data[t.first[base + l * span + 1]];
+    for (std::size_t k = 0; k < links; ++k) {
+        for (int l = 0; l < lanes; ++l) {
+            const std::size_t m = base + l * span + 2 * k;
+            double product;
+            Rule<Op::mul>::forward(t.data[t.first[m]], t.data[t.second[m]], 0.0, &product);
+            Rule<Op::add>::forward(sum[l], product, 0.0, &sum[l]);
+            t.data[m] = product;
+            t.data[m + 1] = sum[l];
+            if (zero_grads) t.grad[m] = t.grad[m + 1] = 0.0;  // as in a rebuilt graph
+        }
+    }
+}
+
+// Each link's rules in micrograd's order: the sum's (its first operand, then the product), then
+// the product's. The grad of the sum below is final once this link's rule ran (only this link
+// reads that sum), so it stays in a register for the next link.
+template <int lanes>
+void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links) {
+    double g[lanes];
+    for (int l = 0; l < lanes; ++l) g[l] = t.grad[base + l * span + span - 1];
+    for (std::size_t k = links; k-- > 0;) {
+        for (int l = 0; l < lanes; ++l) {
+            const std::size_t m = base + l * span + 2 * k;
+            const std::uint32_t below = t.first[m + 1];  // the sum below, or the chain's start
+            double below_grad = t.grad[below], product_grad = t.grad[m];
+            Rule<Op::add>::gradient(0.0, g[l], 0.0, 0.0, 0.0, &below_grad, &product_grad);
+            t.grad[below] = below_grad;
+            t.grad[m] = product_grad;
+            const std::uint32_t a = t.first[m], b = t.second[m];
+            Rule<Op::mul>::gradient(0.0, product_grad, 0.0, t.data[a], t.data[b], &t.grad[a],
+                                    &t.grad[b]);
+            g[l] = below_grad;
+        }
+    }
+}
+
+// A run of chains, four at a time.
+template <bool zero_grads>
+void chains_forward_run(const Arrays& t, std::size_t begin, std::size_t end, std::size_t links) {
+    const std::size_t span = 2 * links;
+    std::size_t c = begin;
+    for (; c + 4 * span <= end; c += 4 * span) chains_forward<zero_grads, 4>(t, c, span, links);
+    for (; c < end; c += span) chains_forward<zero_grads, 1>(t, c, span, links);
+}
+
+void chains_backward_run(const Arrays& t, std::size_t begin, std::size_t end, std::size_t links) {
+    const std::size_t span = 2 * links;
+    std::size_t c = end;
+    for (; c >= begin + 4 * span; c -= 4 * span) chains_backward<4>(t, c - 4 * span, span, links);
+    for (; c > begin; c -= span) chains_backward<1>(t, c - span, span, links);
+}
+
 }  // namespace
 
 Program* Program::compile(Node* root, Node** refused) {
@@ -198,7 +391,15 @@ Program* Program::compile(Node* root, Node** refused) {
     const std::uint32_t leaves = next;
     bool can_fail_somewhere = false;
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
-    const std::vector<std::uint32_t> rules = rule_order(order, first, second);
+    // Chains replay as units (Note [Chains]) if that keeps every grad's terms in order, which
+    // keeps_micrograds_order() checks of the whole schedule; else the graph replays without.
+    Chains chains = find_chains(order, first, second);
+    std::vector<std::uint32_t> levels;
+    std::vector<std::uint32_t> rules = rule_order(order, first, second, chains, levels);
+    if (chains.any && !keeps_micrograds_order(order, first, second, rules)) {
+        chains = Chains{};
+        rules = rule_order(order, first, second, chains, levels);
+    }
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
@@ -236,11 +437,31 @@ Program* Program::compile(Node* root, Node** refused) {
         p->spare_.resize(count);
     }
     p->list_visible();
-    for (std::size_t s = leaves; s < count; ++s) {
-        if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
-            p->runs_.push_back({p->ops_[s], static_cast<std::uint32_t>(s), 0});
+    // Runs of one op, and of chains of one length at one level (Note [Chains]), in slot order.
+    std::vector<std::uint32_t> chain_at(chains.any ? count : 0, 0);  // links, at a chain's base
+    for (std::size_t r = 0; r < rules.size(); ++r) {
+        if (chains.any && chains.links[rules[r]]) {
+            chain_at[count - 1 - r - (2 * chains.links[rules[r]] - 1)] = chains.links[rules[r]];
         }
-        p->runs_.back().end = static_cast<std::uint32_t>(s + 1);
+    }
+    std::uint32_t run_level = 0;
+    for (std::size_t s = leaves; s < count;) {
+        const std::uint32_t level = levels[count - 1 - s];
+        const std::uint32_t links = chains.any ? chain_at[s] : 0;
+        const auto at = static_cast<std::uint32_t>(s);
+        if (links) {
+            if (p->runs_.empty() || p->runs_.back().links != links || run_level != level) {
+                p->runs_.push_back({Op::add, at, at, links});
+            }
+            s += 2 * std::size_t{links};
+        } else {
+            if (p->runs_.empty() || p->runs_.back().links || p->runs_.back().op != p->ops_[s]) {
+                p->runs_.push_back({p->ops_[s], at, at, 0});
+            }
+            ++s;
+        }
+        p->runs_.back().end = static_cast<std::uint32_t>(s);
+        run_level = level;
     }
     // Short runs (a narrow graph, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
@@ -318,11 +539,19 @@ Status Program::forward() {
         forward_pass<true>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (may_fail) {
         for (const Run& r : runs_) {
+            if (r.links) {
+                chains_forward_run<false>(fast, r.begin, r.end, r.links);
+                continue;
+            }
             run<Forward<false>::Pass>(r.op, fast, r.begin, r.end, &status);
             if (status != Status::ok) break;
         }
     } else {
         for (const Run& r : runs_) {
+            if (r.links) {
+                chains_forward_run<true>(fast, r.begin, r.end, r.links);
+                continue;
+            }
             run<Forward<true>::Pass>(r.op, fast, r.begin, r.end, &status);
             if (status != Status::ok) break;
         }
@@ -389,6 +618,10 @@ Status Program::backward() {
                         grad_.data()};
     if (runs_.empty()) backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
     for (auto r = runs_.rbegin(); r != runs_.rend(); ++r) {
+        if (r->links) {
+            chains_backward_run(arrays, r->begin, r->end, r->links);
+            continue;
+        }
         run<Backward>(r->op, arrays, r->begin, r->end, &status);
         if (status != Status::ok) break;
     }

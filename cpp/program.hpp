@@ -40,7 +40,8 @@ class Program final : public DeferredStores {
 
     std::size_t size() const { return nodes_.size(); }
     Node* root() const { return nodes_.back(); }
-    // The runs of one op the passes loop over (Note [Slots]); 0 if replayed node by node.
+    // The runs (of one op, or of chains: Note [Chains]) the passes loop over (Note [Slots]); 0
+    // if replayed node by node.
     std::size_t runs() const { return runs_.size(); }
 
   private:
@@ -65,6 +66,20 @@ class Program final : public DeferredStores {
     // are independent, so no sum waits on the one before it. When the runs are short (a narrow
     // graph) it is replayed node by node instead (runs_ empty).
     //
+    // Note [Chains]
+    // nn's neurons and ops.dot make sums of products: s1 = b + w1*x1, s2 = s1 + w2*x2, and so
+    // on, each partial sum and product read by the next sum alone. Level by level, such a sum
+    // waits on the one before it and its operands come from a run far away. So compile() takes
+    // a chain of 4 links or more as one unit: at the level of its top sum, its rules all
+    // together, each sum then its product, as micrograd orders them; its nodes in consecutive
+    // slots (products at base + 2k, sums at base + 2k + 1); and the partial sum in a register.
+    // A unit adds to the operands of its products and to its first sum's first operand, so it
+    // takes the level above all those operands' last writers; units of one level share no
+    // operand, and runs of chains of one length at one level interleave four at a time. Moving
+    // a chain's rules to its top's place could reorder a grad's terms if another rule came
+    // between them in micrograd's order; compile() checks the whole schedule against
+    // micrograd's order of terms for every grad and compiles without chains if any differs.
+    //
     // Note [Failed passes]
     // A graph with a node that can fail ('**', exp, log, or a tanh whose value squared
     // overflows: can_fail()) replays in the same order, but a failure must leave exactly what
@@ -83,9 +98,10 @@ class Program final : public DeferredStores {
     std::vector<double> exponent_;               // of '**' nodes
     std::vector<double> data_, grad_;
     std::size_t leaves_ = 0;  // the number of leaves
-    struct Run {              // slots [begin, end) of one op
+    struct Run {  // slots [begin, end) of one op, or of chains of `links` links (if not 0)
         Op op;
         std::uint32_t begin, end;
+        std::uint32_t links;
     };
     std::vector<Run> runs_;
     // If the graph can fail (Note [Failed passes]): its non-leaf slots in the order their nodes

@@ -1102,3 +1102,92 @@ def test_compile_and_drop_leaks_nothing():
     assert result.returncode == 0, result.stderr
     growth = int(result.stdout.split()[-1])
     assert growth < 4 * 2**20, f"resident size grew by {growth / 2**20:.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sums of products (Note [Chains] in cpp/program.hpp): replayed chain by chain on C++
+
+chain_shapes = st.fixed_dictionaries(
+    {
+        "samples": st.integers(1, 6),
+        "inputs": st.integers(1, 9),
+        "outputs": st.integers(1, 5),
+        "relu": st.booleans(),
+        "start": st.sampled_from(["bias", "input", "weight", "number"]),
+        "square": st.booleans(),  # a term x*x
+        "tap": st.booleans(),  # a partial sum read elsewhere too, which cuts its chain
+        "cross": st.booleans(),  # a term that reads another sample's input
+    }
+)
+
+
+def build_chains(V, shape, seed):
+    """Samples through a layer of sums of products with shared weights, as nn's layers build
+    them, in the variants of `shape`, summed: (the leaves, the root)."""
+    rng = random.Random(seed)
+    n, m = shape["inputs"], shape["outputs"]
+    w = [[V(rng.uniform(-1, 1)) for _ in range(n)] for _ in range(m)]
+    b = [V(rng.uniform(-1, 1)) for _ in range(m)]
+    xs = [[V(rng.uniform(-2, 2)) for _ in range(n)] for _ in range(shape["samples"])]
+    outs = []
+    for s, x in enumerate(xs):
+        for j in range(m):
+            start = {"bias": b[j], "input": x[0], "weight": w[j][0], "number": 0.5}[shape["start"]]
+            terms = list(x)
+            if shape["square"]:
+                terms[-1] = x[-1] * x[-1] if n > 1 else terms[-1]
+            if shape["cross"] and s:
+                terms[0] = xs[s - 1][0]
+            acc = start
+            for k, (wk, tk) in enumerate(zip(w[j], terms, strict=True)):
+                acc = acc + wk * tk
+                if shape["tap"] and k == n // 2:
+                    outs.append(acc * 0.5)
+            outs.append(acc.relu() if shape["relu"] else acc)
+    leaves = [v for row in w for v in row] + b + [v for row in xs for v in row]
+    return leaves, sum(outs[1:], outs[0]) if len(outs) > 1 else outs[0] * 1.0
+
+
+@given(chain_shapes, st.integers(0, 2**16), st.lists(st.lists(numbers, min_size=1), max_size=3))
+def test_sums_of_products_replay_equals_rebuild(backends, shape, seed, rounds):
+    """Layers of dot products replay as rebuilding them computes, and the C++ program as the
+    oracle's through forwards, backwards twice in a row and zero_grads, bit for bit."""
+    graphs = [build_chains(V, shape, seed) for V in backends]
+    progs = [compile_graph(root) for _, root in graphs]
+    for V, prog in zip(backends, progs, strict=True):
+        check_replay_equals_rebuild(V, prog)
+    for data in [[], *rounds]:
+        states = []
+        for (leaves, root), prog in zip(graphs, progs, strict=True):
+            for k, x in enumerate(data):
+                leaves[k % len(leaves)].data = x
+            outcomes = [outcome(prog.forward), outcome(prog.backward), outcome(prog.backward)]
+            states.append((outcomes, graph_state(root)))
+            prog.zero_grad()
+            states.append(graph_state(root))
+        assert states[: len(states) // 2] == states[len(states) // 2 :]
+
+
+def test_an_mlps_layers_replay_as_chains(backends):
+    """A batch through MLP(9, [8, 3]): its neurons' sums replay chain by chain on C++ (far fewer
+    runs than nodes) and equal the oracle's replay through steps of training."""
+    states, runs = [], []
+    for V in backends:
+        random.seed(3)
+        model = nn_of(V).MLP(9, [8, 3])
+        rng = random.Random(4)
+        xs = [[V(rng.uniform(-1, 1)) for _ in range(9)] for _ in range(6)]
+        loss = sum((o * o for x in xs for o in model(x)), V(0.0))
+        prog = compile_graph(loss)
+        runs.append(getattr(prog, "_runs", None))
+        check_replay_equals_rebuild(V, prog)
+        for step in range(3):
+            model.zero_grad()
+            prog.backward()
+            for p in model.parameters():
+                p.data -= 0.1 * p.grad
+            xs[step][step].data = -0.0
+            prog.forward()
+        states.append(graph_state(loss))
+    assert states[0] == states[1]
+    assert runs[1] is None and 0 < runs[0] < len(prog) // 20
