@@ -435,6 +435,11 @@ Program* Program::compile(Node* root, Node** refused) {
         p->made_order_ = creation_order(order, first, second, slot);
         if (p->made_order_.empty()) p->made_order_ = p->micrograd_order_;
         p->spare_.resize(count);
+        for (std::size_t s = leaves; s < count; ++s) {
+            if (facts(p->ops_[s]).gradient_can_fail) {
+                p->fallible_rules_.push_back(static_cast<std::uint32_t>(s));
+            }
+        }
     }
     p->list_visible();
     // Runs of one op, and of chains of one length at one level (Note [Chains]), in slot order.
@@ -611,7 +616,7 @@ Status Program::backward() {
     }
     grad_[count - 1] = 1.0;  // the root
     // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
-    const bool may_fail = !micrograd_order_.empty();
+    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
     if (may_fail) std::copy(grad_.begin(), grad_.end(), spare_.begin());
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
@@ -638,6 +643,18 @@ Status Program::backward() {
     // leave them.
     if (status != Status::ok) settle();
     return status;
+}
+
+bool Program::a_rule_would_fail() const {
+    for (const std::uint32_t s : fallible_rules_) {
+        // Whether a rule fails does not depend on the grad it passes on (Rule::gradient).
+        double scratch = 0.0;
+        if (accumulate_gradient(ops_[s], data_[s], 1.0, exponent_[s], data_[first_[s]],
+                                data_[second_[s]], &scratch, &scratch) != Status::ok) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void Program::zero_grad() {

@@ -54,6 +54,8 @@ class Program final : public DeferredStores {
     void defer(bool holding_data);
     // Marks a pass's grad writes, keeping this program in step if it was.
     void count_grad_writes();
+    // Whether a rule would fail on the values in data_ (Note [Failed passes]).
+    bool a_rule_would_fail() const;
 
     // Note [Slots]
     // Each node has a slot in these arrays: the leaves first, then the other nodes in the order
@@ -86,7 +88,8 @@ class Program final : public DeferredStores {
     // the rebuilt graph would: the same exception from the same node, the nodes computed before
     // it in micrograd's order updated, the others unchanged. So each pass keeps what it
     // overwrites: forward computes into spare_ (swapped with data_ when it succeeds; the inner
-    // grads are reset only then), backward first copies grad_ into spare_. A pass that fails
+    // grads are reset only then), backward first copies grad_ into spare_, unless none of the
+    // rules that can fail (fallible_rules_) would on the values it reads. A pass that fails
     // stops, and is redone from the kept values node by node in micrograd's order: forward in
     // the order the nodes were made (made_order_, Note [Creation order]), backward in reverse
     // topological order (micrograd_order_ from its end). The redo fails at the node a rebuild
@@ -108,6 +111,7 @@ class Program final : public DeferredStores {
     // were made (or topological, if the graph's stamps do not tell: Note [Creation order]), in
     // topological order, and room for the values a pass overwrites. Else all empty.
     std::vector<std::uint32_t> made_order_, micrograd_order_;
+    std::vector<std::uint32_t> fallible_rules_;  // slots whose op's gradient can fail
     std::vector<double> spare_;
     std::vector<std::uint32_t> visible_;  // slots of nodes with a Python object, stored at once
     std::uint64_t visible_at_ = 0;        // `exposures` when visible_ was listed
