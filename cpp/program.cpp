@@ -300,7 +300,8 @@ std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Stat
 // Note [Chains] kernels. A chain of n links at `base` holds its nodes in slots base + 2k (the
 // product of link k) and base + 2k + 1 (its sum), k from 0 to n-1; `lanes` chains side by side,
 // `span` slots apart, are independent (one level: Note [Chains]), so their sums interleave.
-template <bool zero_grads, int lanes>
+// With store_inside false (Note [Chains kept inside]) only the top sum is stored.
+template <bool zero_grads, bool store_inside, int lanes>
 void chains_forward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links) {
     double sum[lanes];
     for (int l = 0; l < lanes; ++l) sum[l] = t.data[t.first[base + l * span + 1]];
@@ -310,28 +311,39 @@ void chains_forward(const Arrays& t, std::size_t base, std::size_t span, std::si
             double product;
             Rule<Op::mul>::forward(t.data[t.first[m]], t.data[t.second[m]], 0.0, &product);
             Rule<Op::add>::forward(sum[l], product, 0.0, &sum[l]);
-            t.data[m] = product;
-            t.data[m + 1] = sum[l];
-            if (zero_grads) t.grad[m] = t.grad[m + 1] = 0.0;  // as in a rebuilt graph
+            if (store_inside) {
+                t.data[m] = product;
+                t.data[m + 1] = sum[l];
+                if (zero_grads) t.grad[m] = t.grad[m + 1] = 0.0;  // as in a rebuilt graph
+            }
         }
+    }
+    if (store_inside) return;
+    for (int l = 0; l < lanes; ++l) {
+        const std::size_t top = base + l * span + span - 1;
+        t.data[top] = sum[l];
+        if (zero_grads) t.grad[top] = 0.0;
     }
 }
 
 // Each link's rules in micrograd's order: the sum's (its first operand, then the product), then
 // the product's. The grad of the sum below is final once this link's rule ran (only this link
-// reads that sum), so it stays in a register for the next link.
-template <int lanes>
+// reads that sum), so it stays in a register for the next link. With store_inside false the
+// inner grads start at zero and are not stored (Note [Chains kept inside]).
+template <bool store_inside, int lanes>
 void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links) {
     double g[lanes];
     for (int l = 0; l < lanes; ++l) g[l] = t.grad[base + l * span + span - 1];
     for (std::size_t k = links; k-- > 0;) {
         for (int l = 0; l < lanes; ++l) {
             const std::size_t m = base + l * span + 2 * k;
-            const std::uint32_t below = t.first[m + 1];  // the sum below, or the chain's start
-            double below_grad = t.grad[below], product_grad = t.grad[m];
+            const bool inside = k > 0;  // the sum below is the chain's, else its start
+            const std::size_t below = inside ? m - 1 : t.first[m + 1];
+            double below_grad = store_inside || !inside ? t.grad[below] : 0.0;
+            double product_grad = store_inside ? t.grad[m] : 0.0;
             Rule<Op::add>::gradient(0.0, g[l], 0.0, 0.0, 0.0, &below_grad, &product_grad);
-            t.grad[below] = below_grad;
-            t.grad[m] = product_grad;
+            if (store_inside || !inside) t.grad[below] = below_grad;
+            if (store_inside) t.grad[m] = product_grad;
             const std::uint32_t a = t.first[m], b = t.second[m];
             Rule<Op::mul>::gradient(0.0, product_grad, 0.0, t.data[a], t.data[b], &t.grad[a],
                                     &t.grad[b]);
@@ -341,19 +353,62 @@ void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::s
 }
 
 // A run of chains, four at a time.
-template <bool zero_grads>
+template <bool zero_grads, bool store_inside>
 void chains_forward_run(const Arrays& t, std::size_t begin, std::size_t end, std::size_t links) {
     const std::size_t span = 2 * links;
     std::size_t c = begin;
-    for (; c + 4 * span <= end; c += 4 * span) chains_forward<zero_grads, 4>(t, c, span, links);
-    for (; c < end; c += span) chains_forward<zero_grads, 1>(t, c, span, links);
+    for (; c + 4 * span <= end; c += 4 * span) {
+        chains_forward<zero_grads, store_inside, 4>(t, c, span, links);
+    }
+    for (; c < end; c += span) chains_forward<zero_grads, store_inside, 1>(t, c, span, links);
 }
 
+template <bool store_inside>
 void chains_backward_run(const Arrays& t, std::size_t begin, std::size_t end, std::size_t links) {
     const std::size_t span = 2 * links;
     std::size_t c = end;
-    for (; c >= begin + 4 * span; c -= 4 * span) chains_backward<4>(t, c - 4 * span, span, links);
-    for (; c > begin; c -= span) chains_backward<1>(t, c - span, span, links);
+    for (; c >= begin + 4 * span; c -= 4 * span) {
+        chains_backward<store_inside, 4>(t, c - 4 * span, span, links);
+    }
+    for (; c > begin; c -= span) chains_backward<store_inside, 1>(t, c - span, span, links);
+}
+
+// Forward over every run; stops at the first that fails. With keep, the runs of chains that
+// may keep their inner nodes inside do (Note [Chains kept inside]).
+template <bool zero_grads, typename Runs>
+Status forward_runs(const Runs& runs, const Arrays& t, bool keep) {
+    Status status = Status::ok;
+    for (const auto& r : runs) {
+        if (r.links && keep && r.keeps_inside) {
+            chains_forward_run<zero_grads, false>(t, r.begin, r.end, r.links);
+            continue;
+        }
+        if (r.links) {
+            chains_forward_run<zero_grads, true>(t, r.begin, r.end, r.links);
+            continue;
+        }
+        run<Forward<zero_grads>::template Pass>(r.op, t, r.begin, r.end, &status);
+        if (status != Status::ok) break;
+    }
+    return status;
+}
+
+template <typename Runs>
+Status backward_runs(const Runs& runs, const Arrays& t, bool keep) {
+    Status status = Status::ok;
+    for (auto r = runs.rbegin(); r != runs.rend(); ++r) {
+        if (r->links && keep && r->keeps_inside) {
+            chains_backward_run<false>(t, r->begin, r->end, r->links);
+            continue;
+        }
+        if (r->links) {
+            chains_backward_run<true>(t, r->begin, r->end, r->links);
+            continue;
+        }
+        run<Backward>(r->op, t, r->begin, r->end, &status);
+        if (status != Status::ok) break;
+    }
+    return status;
 }
 
 }  // namespace
@@ -441,7 +496,6 @@ Program* Program::compile(Node* root, Node** refused) {
             }
         }
     }
-    p->list_visible();
     // Runs of one op, and of chains of one length at one level (Note [Chains]), in slot order.
     std::vector<std::uint32_t> chain_at(chains.any ? count : 0, 0);  // links, at a chain's base
     for (std::size_t r = 0; r < rules.size(); ++r) {
@@ -456,12 +510,12 @@ Program* Program::compile(Node* root, Node** refused) {
         const auto at = static_cast<std::uint32_t>(s);
         if (links) {
             if (p->runs_.empty() || p->runs_.back().links != links || run_level != level) {
-                p->runs_.push_back({Op::add, at, at, links});
+                p->runs_.push_back({Op::add, at, at, links, false});
             }
             s += 2 * std::size_t{links};
         } else {
             if (p->runs_.empty() || p->runs_.back().links || p->runs_.back().op != p->ops_[s]) {
-                p->runs_.push_back({p->ops_[s], at, at, 0});
+                p->runs_.push_back({p->ops_[s], at, at, 0, false});
             }
             ++s;
         }
@@ -470,6 +524,7 @@ Program* Program::compile(Node* root, Node** refused) {
     }
     // Short runs (a narrow graph, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
+    p->list_visible();
     p->grads_read_at_ = inner_grad_writes;
     return p.release();
 }
@@ -481,6 +536,7 @@ Program::~Program() {
 
 void Program::settle() {
     if (unsettled != this) return;
+    store_inside_chains();
     // The nodes without a Python object are the ones left; none got one since (expose()).
     for (std::size_t s = 0; s < nodes_.size(); ++s) {
         Node* n = nodes_[s];
@@ -503,6 +559,60 @@ void Program::list_visible() {
         if (nodes_[s]->handle) visible_.push_back(static_cast<std::uint32_t>(s));
     }
     visible_at_ = exposures;
+    // A run of chains keeps its inner nodes inside unless one (not a top) has a Python object.
+    // Nothing is kept inside now: a node gets its object only once its program settled.
+    std::size_t v = 0;
+    for (Run& r : runs_) {
+        if (!r.links) continue;
+        r.keeps_inside = true;
+        while (v < visible_.size() && visible_[v] < r.begin) ++v;
+        for (; v < visible_.size() && visible_[v] < r.end; ++v) {
+            const std::size_t span = 2 * std::size_t{r.links};
+            if ((visible_[v] - r.begin) % span != span - 1) r.keeps_inside = false;
+        }
+    }
+}
+
+void Program::store_inside_chains() {
+    store_inside_grads();
+    if (!inside_data_waits_) return;
+    inside_data_waits_ = false;
+    for (const Run& r : runs_) {
+        if (!r.links || !r.keeps_inside) continue;
+        const std::size_t span = 2 * std::size_t{r.links};
+        for (std::size_t c = r.begin; c < r.end; c += span) {
+            double sum = data_[first_[c + 1]];
+            for (std::size_t m = c; m < c + span; m += 2) {
+                double product;
+                Rule<Op::mul>::forward(data_[first_[m]], data_[second_[m]], 0.0, &product);
+                Rule<Op::add>::forward(sum, product, 0.0, &sum);
+                data_[m] = product;
+                data_[m + 1] = sum;
+            }
+        }
+    }
+}
+
+void Program::store_inside_grads() {
+    if (inside_grads_ == InsideGrads::stored) return;
+    const bool from_tops = inside_grads_ == InsideGrads::from_tops;
+    inside_grads_ = InsideGrads::stored;
+    for (const Run& r : runs_) {
+        if (!r.links || !r.keeps_inside) continue;
+        const std::size_t span = 2 * std::size_t{r.links};
+        for (std::size_t c = r.begin; c < r.end; c += span) {
+            // What chains_backward computed from zero: each sum's rule passes its grad on.
+            double g = grad_[c + span - 1];
+            for (std::size_t m = c + span - 2;; m -= 2) {
+                double below = 0.0, product = 0.0;
+                if (from_tops) Rule<Op::add>::gradient(0.0, g, 0.0, 0.0, 0.0, &below, &product);
+                grad_[m] = product;
+                if (m == c) break;
+                grad_[m - 1] = below;
+                g = below;
+            }
+        }
+    }
 }
 
 void Program::defer(bool holding_data) {
@@ -538,37 +648,41 @@ Status Program::forward() {
     }
     Status status = Status::ok;
     const Arrays fast{first_.data(), second_.data(), exponent_.data(), out, grad_.data()};
+    // Note [Chains kept inside]: the inner nodes of chains without a Python object wait.
+    const bool keep_inside = !runs_.empty();
     if (runs_.empty() && may_fail) {
         forward_pass<false>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (runs_.empty()) {
         forward_pass<true>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (may_fail) {
-        for (const Run& r : runs_) {
-            if (r.links) {
-                chains_forward_run<false>(fast, r.begin, r.end, r.links);
-                continue;
-            }
-            run<Forward<false>::Pass>(r.op, fast, r.begin, r.end, &status);
-            if (status != Status::ok) break;
-        }
+        status = forward_runs<false>(runs_, fast, keep_inside);
     } else {
-        for (const Run& r : runs_) {
-            if (r.links) {
-                chains_forward_run<true>(fast, r.begin, r.end, r.links);
-                continue;
-            }
-            run<Forward<true>::Pass>(r.op, fast, r.begin, r.end, &status);
-            if (status != Status::ok) break;
-        }
+        status = forward_runs<true>(runs_, fast, keep_inside);
     }
     if (status == Status::ok && may_fail) {
         data_.swap(spare_);
-        std::fill(grad_.begin() + static_cast<std::ptrdiff_t>(leaves_), grad_.end(), 0.0);
+        for (const Run& r : runs_) {  // the inner grads, but those kept inside chains
+            if (!r.links || !r.keeps_inside) {
+                std::fill(grad_.begin() + r.begin, grad_.begin() + r.end, 0.0);
+                continue;
+            }
+            for (std::size_t top = r.begin + 2 * r.links - 1; top < r.end; top += 2 * r.links) {
+                grad_[top] = 0.0;
+            }
+        }
+        if (runs_.empty()) {
+            std::fill(grad_.begin() + static_cast<std::ptrdiff_t>(leaves_), grad_.end(), 0.0);
+        }
+    }
+    if (status == Status::ok) {
+        inside_data_waits_ = keep_inside;
+        inside_grads_ = keep_inside ? InsideGrads::zero : InsideGrads::stored;
     }
     // The made_order_ slots visited before `done` (from leaves_ on) have their new values.
     std::size_t done = leaves_;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in the order a rebuild computes, from the values before it.
+        store_inside_chains();
         for (std::size_t s = 0; s < leaves_; ++s) data_[s] = out[s];
         const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                             grad_.data()};
@@ -606,6 +720,12 @@ Status Program::backward() {
     begin_pass();
     const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
+    // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
+    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
+    // Note [Chains kept inside]: from zero, the inner grads of chains wait; else they are stored
+    // first, before the grads are read from the nodes (the tops' among them).
+    const bool keep_inside = !runs_.empty() && !may_fail && inside_grads_ == InsideGrads::zero;
+    if (!keep_inside) store_inside_grads();
     // Start from the nodes' grads. Those with a Python object may have been set since (zero_grad
     // on the parameters); the others only by something that walked the graph, which counted
     // in inner_grad_writes, unless grad_ holds them (unsettled).
@@ -615,21 +735,16 @@ Status Program::backward() {
         for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;
     }
     grad_[count - 1] = 1.0;  // the root
-    // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
-    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
     if (may_fail) std::copy(grad_.begin(), grad_.end(), spare_.begin());
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
-    if (runs_.empty()) backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
-    for (auto r = runs_.rbegin(); r != runs_.rend(); ++r) {
-        if (r->links) {
-            chains_backward_run(arrays, r->begin, r->end, r->links);
-            continue;
-        }
-        run<Backward>(r->op, arrays, r->begin, r->end, &status);
-        if (status != Status::ok) break;
+    if (runs_.empty()) {
+        backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
+    } else {
+        status = backward_runs(runs_, arrays, keep_inside);
     }
+    if (keep_inside) inside_grads_ = InsideGrads::from_tops;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in micrograd's order, from the grads before it.
         std::copy(spare_.begin(), spare_.end(), grad_.begin());
@@ -660,6 +775,7 @@ bool Program::a_rule_would_fail() const {
 void Program::zero_grad() {
     begin_pass();
     std::fill(grad_.begin(), grad_.end(), 0.0);
+    inside_grads_ = InsideGrads::stored;
     for (std::uint32_t s : visible_) nodes_[s]->grad = 0.0;
     defer(false);
 }

@@ -56,6 +56,10 @@ class Program final : public DeferredStores {
     void count_grad_writes();
     // Whether a rule would fail on the values in data_ (Note [Failed passes]).
     bool a_rule_would_fail() const;
+    // Stores what chains kept inside (Note [Chains kept inside]): their inner data and grads,
+    // or the grads alone.
+    void store_inside_chains();
+    void store_inside_grads();
 
     // Note [Slots]
     // Each node has a slot in these arrays: the leaves first, then the other nodes in the order
@@ -105,6 +109,7 @@ class Program final : public DeferredStores {
         Op op;
         std::uint32_t begin, end;
         std::uint32_t links;
+        bool keeps_inside;  // chains that may keep their inner nodes (Note [Chains kept inside])
     };
     std::vector<Run> runs_;
     // If the graph can fail (Note [Failed passes]): its non-leaf slots in the order their nodes
@@ -113,6 +118,20 @@ class Program final : public DeferredStores {
     std::vector<std::uint32_t> made_order_, micrograd_order_;
     std::vector<std::uint32_t> fallible_rules_;  // slots whose op's gradient can fail
     std::vector<double> spare_;
+    // Note [Chains kept inside]
+    // Only its chain reads a chain's inner nodes (all but its top), and it reads them from
+    // registers, so the passes need not store them: a forward stores each chain's top alone,
+    // and a backward from inner grads at zero (after a forward) passes the grad down the chain
+    // in registers and adds only to the chain's operands. What the inner nodes hold is then a
+    // function of what is stored: their data of the chains' operands in data_ (unchanged until
+    // the next forward), their grads zero, or what the chain passed on from its top's grad in
+    // grad_ (unchanged until the next pass). store_inside_chains() computes and stores them,
+    // with the chain kernels' very operations, before anything reads them: settle(), a forward
+    // that fails (before its redo), a backward that does not start from zero or may fail.
+    // A run of chains with an inner node that has a Python object stores everything.
+    enum class InsideGrads : std::uint8_t { stored, zero, from_tops };
+    bool inside_data_waits_ = false;
+    InsideGrads inside_grads_ = InsideGrads::stored;
     std::vector<std::uint32_t> visible_;  // slots of nodes with a Python object, stored at once
     std::uint64_t visible_at_ = 0;        // `exposures` when visible_ was listed
     std::uint64_t grads_read_at_ = 0;     // inner_grad_writes when grad_ last matched the nodes
