@@ -38,6 +38,13 @@ class Program final : public DeferredStores {
     // Stores the results deferred to the nodes without a Python object (Note [Deferred stores]).
     void settle() override;
 
+    // The operand slots of a chain's products that step evenly: first + k * first_step for
+    // link k, and the same for the second operands (Note [Chains]).
+    struct Strides {
+        std::int64_t first, first_step, second, second_step;
+    };
+    static constexpr std::uint32_t not_strided = ~std::uint32_t{0};
+
     std::size_t size() const { return nodes_.size(); }
     Node* root() const { return nodes_.back(); }
     // The runs (of one op, or of chains: Note [Chains]) the passes loop over (Note [Slots]); 0
@@ -50,6 +57,8 @@ class Program final : public DeferredStores {
     void begin_pass();
     // Lists the slots of the nodes that have a Python object.
     void list_visible();
+    // Finds the runs of chains whose products' operands step evenly (Strides).
+    void find_strides();
     // After a pass that succeeded: results not stored yet wait for settle().
     void defer(bool holding_data);
     // Marks a pass's grad writes, keeping this program in step if it was.
@@ -85,6 +94,9 @@ class Program final : public DeferredStores {
     // a chain's rules to its top's place could reorder a grad's terms if another rule came
     // between them in micrograd's order; compile() checks the whole schedule against
     // micrograd's order of terms for every grad and compiles without chains if any differs.
+    // Where the operands of every chain's products in a run step evenly through the slots (a
+    // layer's weights and inputs, laid out in the order its chains first read them), the run
+    // computes their slots instead of loading them (Strides).
     //
     // Note [Failed passes]
     // A graph with a node that can fail ('**', exp, log, or a tanh whose value squared
@@ -110,7 +122,9 @@ class Program final : public DeferredStores {
         std::uint32_t begin, end;
         std::uint32_t links;
         bool keeps_inside;  // chains that may keep their inner nodes (Note [Chains kept inside])
+        std::uint32_t strided_from;  // its chains' Strides in strides_, or not_strided
     };
+    std::vector<Strides> strides_;
     std::vector<Run> runs_;
     // If the graph can fail (Note [Failed passes]): its non-leaf slots in the order their nodes
     // were made (or topological, if the graph's stamps do not tell: Note [Creation order]), in
