@@ -348,30 +348,38 @@ void chains_forward(const Arrays& t, std::size_t base, std::size_t span, std::si
     }
 }
 
-// Each link's rules in micrograd's order: the sum's (its first operand, then the product), then
-// the product's. The grad of the sum below is final once this link's rule ran (only this link
+// One link's rules in micrograd's order: the sum's (its first operand, then the product), then
+// the product's. inside: whether the sum below is the chain's own (else the chain's start).
+// Returns the grad of the sum below, which is final once this link's rule ran (only this link
 // reads that sum), so it stays in a register for the next link. With store_inside false the
 // inner grads start at zero and are not stored (Note [Chains kept inside]).
+template <bool store_inside, bool inside, typename Operands>
+double link_backward(const Arrays& t, std::size_t m, double g, const Operands& operands, int l,
+                     std::size_t k) {
+    const std::size_t below = inside ? m - 1 : t.first[m + 1];
+    double below_grad = store_inside || !inside ? t.grad[below] : 0.0;
+    double product_grad = store_inside ? t.grad[m] : 0.0;
+    Rule<Op::add>::gradient(0.0, g, 0.0, 0.0, 0.0, &below_grad, &product_grad);
+    if (store_inside || !inside) t.grad[below] = below_grad;
+    if (store_inside) t.grad[m] = product_grad;
+    const std::size_t a = operands.first(l, m, k), b = operands.second(l, m, k);
+    Rule<Op::mul>::gradient(0.0, product_grad, 0.0, t.data[a], t.data[b], &t.grad[a], &t.grad[b]);
+    return below_grad;
+}
+
 template <bool store_inside, int lanes, typename Operands>
 void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links,
                      const Operands& operands) {
     double g[lanes];
     for (int l = 0; l < lanes; ++l) g[l] = t.grad[base + l * span + span - 1];
-    for (std::size_t k = links; k-- > 0;) {
+    for (std::size_t k = links - 1; k > 0; --k) {
         for (int l = 0; l < lanes; ++l) {
-            const std::size_t m = base + l * span + 2 * k;
-            const bool inside = k > 0;  // the sum below is the chain's, else its start
-            const std::size_t below = inside ? m - 1 : t.first[m + 1];
-            double below_grad = store_inside || !inside ? t.grad[below] : 0.0;
-            double product_grad = store_inside ? t.grad[m] : 0.0;
-            Rule<Op::add>::gradient(0.0, g[l], 0.0, 0.0, 0.0, &below_grad, &product_grad);
-            if (store_inside || !inside) t.grad[below] = below_grad;
-            if (store_inside) t.grad[m] = product_grad;
-            const std::size_t a = operands.first(l, m, k), b = operands.second(l, m, k);
-            Rule<Op::mul>::gradient(0.0, product_grad, 0.0, t.data[a], t.data[b], &t.grad[a],
-                                    &t.grad[b]);
-            g[l] = below_grad;
+            g[l] =
+                link_backward<store_inside, true>(t, base + l * span + 2 * k, g[l], operands, l, k);
         }
+    }
+    for (int l = 0; l < lanes; ++l) {
+        link_backward<store_inside, false>(t, base + l * span, g[l], operands, l, 0);
     }
 }
 
