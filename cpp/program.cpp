@@ -16,15 +16,80 @@ constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 // Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
+// The operands whose grads node i's rule adds to, in the order it adds (Note [Op table]).
+template <typename F>
+void for_each_target(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
+                     const std::vector<std::uint32_t>& second, std::uint32_t i, F f) {
+    f(first[i]);
+    if (is_binary(order[i]->op)) f(second[i]);
+}
+
+// Chains of sums of products (Note [Chains]): links[i] is the number of links of the chain
+// whose top (its last sum) is node i, 0 for other nodes; inner[i] marks the chain's other
+// nodes, which only their chain reads.
+struct Chains {
+    std::vector<std::uint32_t> links;
+    std::vector<bool> inner;
+    bool any = false;
+};
+
+constexpr std::uint32_t shortest_chain = 4;  // shorter sums replay as ordinary rules
+
+Chains find_chains(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
+                   const std::vector<std::uint32_t>& second) {
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> parents(count, 0);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (order[i]->op == Op::leaf) continue;
+        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++parents[t]; });
+    }
+    // A link: a sum whose second operand is a product only it reads. It continues the chain
+    // of its first operand if that is a link only it reads.
+    const auto is_link = [&](std::uint32_t i) {
+        return order[i]->op == Op::add && first[i] != second[i] &&
+               order[second[i]]->op == Op::mul && parents[second[i]] == 1;
+    };
+    const auto continues = [&](std::uint32_t i) {
+        return is_link(i) && is_link(first[i]) && parents[first[i]] == 1;
+    };
+    Chains c;
+    c.links.assign(count, 0);
+    c.inner.assign(count, false);
+    std::vector<bool> continued(count, false);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (continues(i)) continued[first[i]] = true;
+    }
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (!is_link(i) || continued[i]) continue;
+        std::uint32_t links = 1;
+        for (std::uint32_t j = i; continues(j); j = first[j]) ++links;
+        if (links < shortest_chain) continue;
+        c.links[i] = links;
+        c.any = true;
+        for (std::uint32_t j = i;; j = first[j]) {
+            if (j != i) c.inner[j] = true;
+            c.inner[second[j]] = true;
+            if (!continues(j)) break;
+        }
+    }
+    return c;
+}
+
 // The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
-// op, then micrograd's order. first and second are the operands' indices in `order`.
+// op (a chain after every op), then micrograd's order; a chain's nodes together, from its top
+// down, each sum before its product. first and second are the operands' indices in `order`.
+// level_of gets each rule's level, in the same order.
 std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const std::vector<std::uint32_t>& first,
-                                      const std::vector<std::uint32_t>& second) {
+                                      const std::vector<std::uint32_t>& second,
+                                      const Chains& chains, std::vector<std::uint32_t>& level_of) {
     const std::size_t count = order.size();
-    std::vector<std::uint32_t> rules;  // micrograd's order: the root first
+    const bool any_chain = chains.any;
+    std::vector<std::uint32_t> rules;  // micrograd's order, the root first; a chain by its top
     for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op != Op::leaf) rules.push_back(static_cast<std::uint32_t>(i));
+        if (order[i]->op != Op::leaf && !(any_chain && chains.inner[i])) {
+            rules.push_back(static_cast<std::uint32_t>(i));
+        }
     }
 
     // level[i]: 1 + the level of the rules that must run before i's. writer[k] is the level of
@@ -32,8 +97,24 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
     std::vector<std::uint32_t> level(count, 0), writer(count, 0);
     std::uint32_t deepest = 0;
     for (std::uint32_t i : rules) {
-        const std::uint32_t a = first[i], b = second[i];
-        level[i] = writer[a] = writer[b] = std::max({writer[i], writer[a], writer[b]}) + 1;
+        std::uint32_t above = writer[i];
+        // A chain's rules add to the operands of its products and to its first sum's first.
+        const auto each_target = [&](auto f) {
+            if (!any_chain || chains.links[i] == 0) {
+                for_each_target(order, first, second, i, f);
+                return;
+            }
+            for (std::uint32_t j = i;; j = first[j]) {
+                for_each_target(order, first, second, second[j], f);
+                if (!chains.inner[first[j]]) {
+                    f(first[j]);  // the first sum's first operand
+                    break;
+                }
+            }
+        };
+        each_target([&](std::uint32_t t) { above = std::max(above, writer[t]); });
+        level[i] = above + 1;
+        each_target([&](std::uint32_t t) { writer[t] = level[i]; });
         deepest = std::max(deepest, level[i]);
     }
     // Stable counting sorts by op, then by level: ordered by level, then op, then micrograd.
@@ -44,9 +125,62 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
-    sort_by(op_count, [&order](std::uint32_t i) { return static_cast<std::size_t>(order[i]->op); });
+    sort_by(op_count + 1, [&](std::uint32_t i) {
+        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(order[i]->op);
+    });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
-    return rules;
+    if (!any_chain) {
+        level_of.clear();
+        for (std::uint32_t i : rules) level_of.push_back(level[i]);
+        return rules;
+    }
+    std::vector<std::uint32_t> expanded;
+    level_of.clear();
+    for (std::uint32_t i : rules) {
+        if (chains.links[i] == 0) {
+            expanded.push_back(i);
+            level_of.push_back(level[i]);
+            continue;
+        }
+        for (std::uint32_t j = i;; j = first[j]) {  // each sum, then its product
+            expanded.insert(expanded.end(), {j, second[j]});
+            level_of.insert(level_of.end(), {level[i], level[i]});
+            if (!chains.inner[first[j]]) break;
+        }
+    }
+    return expanded;
+}
+
+// Whether running the rules in `schedule` gives every grad its terms in micrograd's order
+// (reverse topological), each rule running after every rule that adds to its grad.
+bool keeps_micrograds_order(const std::vector<Node*>& order,
+                            const std::vector<std::uint32_t>& first,
+                            const std::vector<std::uint32_t>& second,
+                            const std::vector<std::uint32_t>& schedule) {
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> start(count + 1, 0);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (order[i]->op == Op::leaf) continue;
+        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++start[t + 1]; });
+    }
+    for (std::size_t k = 1; k <= count; ++k) start[k] += start[k - 1];
+    std::vector<std::uint32_t> writers(start[count]), next(start.begin(), start.end() - 1);
+    for (std::size_t i = count; i-- > 0;) {
+        if (order[i]->op == Op::leaf) continue;
+        const auto r = static_cast<std::uint32_t>(i);
+        for_each_target(order, first, second, r, [&](std::uint32_t t) { writers[next[t]++] = r; });
+    }
+    std::copy(start.begin(), start.end() - 1, next.begin());
+    bool same = true;
+    for (std::uint32_t r : schedule) {
+        if (next[r] != start[r + 1]) return false;  // a term of its grad is still to come
+        for_each_target(order, first, second, r, [&](std::uint32_t t) {
+            same = same && next[t] < start[t + 1] && writers[next[t]] == r;
+            ++next[t];
+        });
+        if (!same) return false;
+    }
+    return true;
 }
 
 // The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
@@ -163,6 +297,183 @@ std::size_t run(Op op, const Arrays& t, std::size_t begin, std::size_t end, Stat
         op, [&](auto rule) { return Pass<decltype(rule)::op>::run(t, begin, end, status); });
 }
 
+// Note [Chains] kernels. A chain of n links at `base` holds its nodes in slots base + 2k (the
+// product of link k) and base + 2k + 1 (its sum), k from 0 to n-1; `lanes` chains side by side,
+// `span` slots apart, are independent (one level: Note [Chains]), so their sums interleave.
+// With store_inside false (Note [Chains kept inside]) only the top sum is stored. The products'
+// operand slots come from first_ and second_ (Indexed) or, where they step evenly along every
+// chain of the run, from each chain's first slots and steps (Strided), which saves two loads
+// a link.
+struct Indexed {
+    const Arrays& t;
+    std::size_t first(int, std::size_t m, std::size_t) const { return t.first[m]; }
+    std::size_t second(int, std::size_t m, std::size_t) const { return t.second[m]; }
+};
+struct Strided {
+    const Program::Strides* chain;  // the lanes' chains
+    std::size_t first(int l, std::size_t, std::size_t k) const {
+        return static_cast<std::size_t>(chain[l].first +
+                                        static_cast<std::int64_t>(k) * chain[l].first_step);
+    }
+    std::size_t second(int l, std::size_t, std::size_t k) const {
+        return static_cast<std::size_t>(chain[l].second +
+                                        static_cast<std::int64_t>(k) * chain[l].second_step);
+    }
+};
+
+template <bool zero_grads, bool store_inside, int lanes, typename Operands>
+void chains_forward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links,
+                    const Operands& operands) {
+    double sum[lanes];
+    for (int l = 0; l < lanes; ++l) sum[l] = t.data[t.first[base + l * span + 1]];
+    for (std::size_t k = 0; k < links; ++k) {
+        for (int l = 0; l < lanes; ++l) {
+            const std::size_t m = base + l * span + 2 * k;
+            double product;
+            Rule<Op::mul>::forward(t.data[operands.first(l, m, k)],
+                                   t.data[operands.second(l, m, k)], 0.0, &product);
+            Rule<Op::add>::forward(sum[l], product, 0.0, &sum[l]);
+            if (store_inside) {
+                t.data[m] = product;
+                t.data[m + 1] = sum[l];
+                if (zero_grads) t.grad[m] = t.grad[m + 1] = 0.0;  // as in a rebuilt graph
+            }
+        }
+    }
+    if (store_inside) return;
+    for (int l = 0; l < lanes; ++l) {
+        const std::size_t top = base + l * span + span - 1;
+        t.data[top] = sum[l];
+        if (zero_grads) t.grad[top] = 0.0;
+    }
+}
+
+// One link's rules in micrograd's order: the sum's (its first operand, then the product), then
+// the product's. inside: whether the sum below is the chain's own (else the chain's start).
+// Returns the grad of the sum below, which is final once this link's rule ran (only this link
+// reads that sum), so it stays in a register for the next link. With store_inside false the
+// inner grads start at zero and are not stored (Note [Chains kept inside]).
+template <bool store_inside, bool inside, typename Operands>
+double link_backward(const Arrays& t, std::size_t m, double g, const Operands& operands, int l,
+                     std::size_t k) {
+    const std::size_t below = inside ? m - 1 : t.first[m + 1];
+    double below_grad = store_inside || !inside ? t.grad[below] : 0.0;
+    double product_grad = store_inside ? t.grad[m] : 0.0;
+    Rule<Op::add>::gradient(0.0, g, 0.0, 0.0, 0.0, &below_grad, &product_grad);
+    if (store_inside || !inside) t.grad[below] = below_grad;
+    if (store_inside) t.grad[m] = product_grad;
+    const std::size_t a = operands.first(l, m, k), b = operands.second(l, m, k);
+    Rule<Op::mul>::gradient(0.0, product_grad, 0.0, t.data[a], t.data[b], &t.grad[a], &t.grad[b]);
+    return below_grad;
+}
+
+template <bool store_inside, int lanes, typename Operands>
+void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::size_t links,
+                     const Operands& operands) {
+    double g[lanes];
+    for (int l = 0; l < lanes; ++l) g[l] = t.grad[base + l * span + span - 1];
+    for (std::size_t k = links - 1; k > 0; --k) {
+        for (int l = 0; l < lanes; ++l) {
+            g[l] =
+                link_backward<store_inside, true>(t, base + l * span + 2 * k, g[l], operands, l, k);
+        }
+    }
+    for (int l = 0; l < lanes; ++l) {
+        link_backward<store_inside, false>(t, base + l * span, g[l], operands, l, 0);
+    }
+}
+
+// The operands of the chains from slot c on in run r: Strided if the run's are, else Indexed.
+template <typename F>
+void with_operands(const Arrays& t, const Program::Strides* strides, std::uint32_t strided_from,
+                   std::size_t begin, std::size_t c, std::size_t span, F f) {
+    if (strided_from == Program::not_strided) {
+        f(Indexed{t});
+    } else {
+        f(Strided{strides + strided_from + (c - begin) / span});
+    }
+}
+
+// A run of chains, four at a time.
+template <bool zero_grads, bool store_inside>
+void chains_forward_run(const Arrays& t, const Program::Strides* strides,
+                        std::uint32_t strided_from, std::size_t begin, std::size_t end,
+                        std::size_t links) {
+    const std::size_t span = 2 * links;
+    std::size_t c = begin;
+    for (; c + 4 * span <= end; c += 4 * span) {
+        with_operands(t, strides, strided_from, begin, c, span, [&](const auto& operands) {
+            chains_forward<zero_grads, store_inside, 4>(t, c, span, links, operands);
+        });
+    }
+    for (; c < end; c += span) {
+        with_operands(t, strides, strided_from, begin, c, span, [&](const auto& operands) {
+            chains_forward<zero_grads, store_inside, 1>(t, c, span, links, operands);
+        });
+    }
+}
+
+template <bool store_inside>
+void chains_backward_run(const Arrays& t, const Program::Strides* strides,
+                         std::uint32_t strided_from, std::size_t begin, std::size_t end,
+                         std::size_t links) {
+    const std::size_t span = 2 * links;
+    std::size_t c = end;
+    for (; c >= begin + 4 * span; c -= 4 * span) {
+        const std::size_t at = c - 4 * span;
+        with_operands(t, strides, strided_from, begin, at, span, [&](const auto& operands) {
+            chains_backward<store_inside, 4>(t, at, span, links, operands);
+        });
+    }
+    for (; c > begin; c -= span) {
+        const std::size_t at = c - span;
+        with_operands(t, strides, strided_from, begin, at, span, [&](const auto& operands) {
+            chains_backward<store_inside, 1>(t, at, span, links, operands);
+        });
+    }
+}
+
+// Forward over every run; stops at the first that fails. With keep, the runs of chains that
+// may keep their inner nodes inside do (Note [Chains kept inside]).
+template <bool zero_grads, typename Runs>
+Status forward_runs(const Runs& runs, const Program::Strides* strides, const Arrays& t, bool keep) {
+    Status status = Status::ok;
+    for (const auto& r : runs) {
+        if (r.links && keep && r.keeps_inside) {
+            chains_forward_run<zero_grads, false>(t, strides, r.strided_from, r.begin, r.end,
+                                                  r.links);
+            continue;
+        }
+        if (r.links) {
+            chains_forward_run<zero_grads, true>(t, strides, r.strided_from, r.begin, r.end,
+                                                 r.links);
+            continue;
+        }
+        run<Forward<zero_grads>::template Pass>(r.op, t, r.begin, r.end, &status);
+        if (status != Status::ok) break;
+    }
+    return status;
+}
+
+template <typename Runs>
+Status backward_runs(const Runs& runs, const Program::Strides* strides, const Arrays& t,
+                     bool keep) {
+    Status status = Status::ok;
+    for (auto r = runs.rbegin(); r != runs.rend(); ++r) {
+        if (r->links && keep && r->keeps_inside) {
+            chains_backward_run<false>(t, strides, r->strided_from, r->begin, r->end, r->links);
+            continue;
+        }
+        if (r->links) {
+            chains_backward_run<true>(t, strides, r->strided_from, r->begin, r->end, r->links);
+            continue;
+        }
+        run<Backward>(r->op, t, r->begin, r->end, &status);
+        if (status != Status::ok) break;
+    }
+    return status;
+}
+
 }  // namespace
 
 Program* Program::compile(Node* root, Node** refused) {
@@ -198,7 +509,15 @@ Program* Program::compile(Node* root, Node** refused) {
     const std::uint32_t leaves = next;
     bool can_fail_somewhere = false;
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
-    const std::vector<std::uint32_t> rules = rule_order(order, first, second);
+    // Chains replay as units (Note [Chains]) if that keeps every grad's terms in order, which
+    // keeps_micrograds_order() checks of the whole schedule; else the graph replays without.
+    Chains chains = find_chains(order, first, second);
+    std::vector<std::uint32_t> levels;
+    std::vector<std::uint32_t> rules = rule_order(order, first, second, chains, levels);
+    if (chains.any && !keeps_micrograds_order(order, first, second, rules)) {
+        chains = Chains{};
+        rules = rule_order(order, first, second, chains, levels);
+    }
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
@@ -234,16 +553,42 @@ Program* Program::compile(Node* root, Node** refused) {
         p->made_order_ = creation_order(order, first, second, slot);
         if (p->made_order_.empty()) p->made_order_ = p->micrograd_order_;
         p->spare_.resize(count);
-    }
-    p->list_visible();
-    for (std::size_t s = leaves; s < count; ++s) {
-        if (p->runs_.empty() || p->runs_.back().op != p->ops_[s]) {
-            p->runs_.push_back({p->ops_[s], static_cast<std::uint32_t>(s), 0});
+        for (std::size_t s = leaves; s < count; ++s) {
+            if (facts(p->ops_[s]).gradient_can_fail) {
+                p->fallible_rules_.push_back(static_cast<std::uint32_t>(s));
+            }
         }
-        p->runs_.back().end = static_cast<std::uint32_t>(s + 1);
+    }
+    // Runs of one op, and of chains of one length at one level (Note [Chains]), in slot order.
+    std::vector<std::uint32_t> chain_at(chains.any ? count : 0, 0);  // links, at a chain's base
+    for (std::size_t r = 0; r < rules.size(); ++r) {
+        if (chains.any && chains.links[rules[r]]) {
+            chain_at[count - 1 - r - (2 * chains.links[rules[r]] - 1)] = chains.links[rules[r]];
+        }
+    }
+    std::uint32_t run_level = 0;
+    for (std::size_t s = leaves; s < count;) {
+        const std::uint32_t level = levels[count - 1 - s];
+        const std::uint32_t links = chains.any ? chain_at[s] : 0;
+        const auto at = static_cast<std::uint32_t>(s);
+        if (links) {
+            if (p->runs_.empty() || p->runs_.back().links != links || run_level != level) {
+                p->runs_.push_back({Op::add, at, at, links, false, not_strided});
+            }
+            s += 2 * std::size_t{links};
+        } else {
+            if (p->runs_.empty() || p->runs_.back().links || p->runs_.back().op != p->ops_[s]) {
+                p->runs_.push_back({p->ops_[s], at, at, 0, false, not_strided});
+            }
+            ++s;
+        }
+        p->runs_.back().end = static_cast<std::uint32_t>(s);
+        run_level = level;
     }
     // Short runs (a narrow graph, of mixed ops) cost more than they save.
     if (p->runs_.size() * 4 > count - leaves) p->runs_.clear();
+    p->find_strides();
+    p->list_visible();
     p->grads_read_at_ = inner_grad_writes;
     return p.release();
 }
@@ -255,6 +600,7 @@ Program::~Program() {
 
 void Program::settle() {
     if (unsettled != this) return;
+    store_inside_chains();
     // The nodes without a Python object are the ones left; none got one since (expose()).
     for (std::size_t s = 0; s < nodes_.size(); ++s) {
         Node* n = nodes_[s];
@@ -271,12 +617,90 @@ void Program::begin_pass() {
     if (visible_at_ != exposures) list_visible();
 }
 
+void Program::find_strides() {
+    for (Run& r : runs_) {
+        if (!r.links) continue;
+        const std::size_t span = 2 * std::size_t{r.links}, from = strides_.size();
+        bool even = true;
+        for (std::size_t c = r.begin; even && c < r.end; c += span) {
+            const auto slot = [](std::uint32_t s) { return static_cast<std::int64_t>(s); };
+            const Strides chain{slot(first_[c]), slot(first_[c + 2]) - slot(first_[c]),
+                                slot(second_[c]), slot(second_[c + 2]) - slot(second_[c])};
+            for (std::size_t k = 0; even && k < r.links; ++k) {
+                const auto step = static_cast<std::int64_t>(k);
+                even = slot(first_[c + 2 * k]) == chain.first + step * chain.first_step &&
+                       slot(second_[c + 2 * k]) == chain.second + step * chain.second_step;
+            }
+            strides_.push_back(chain);
+        }
+        if (even) {
+            r.strided_from = static_cast<std::uint32_t>(from);
+        } else {
+            strides_.resize(from);
+        }
+    }
+}
+
 void Program::list_visible() {
     visible_.clear();
     for (std::size_t s = 0; s < nodes_.size(); ++s) {
         if (nodes_[s]->handle) visible_.push_back(static_cast<std::uint32_t>(s));
     }
     visible_at_ = exposures;
+    // A run of chains keeps its inner nodes inside unless one (not a top) has a Python object.
+    // Nothing is kept inside now: a node gets its object only once its program settled.
+    std::size_t v = 0;
+    for (Run& r : runs_) {
+        if (!r.links) continue;
+        r.keeps_inside = true;
+        while (v < visible_.size() && visible_[v] < r.begin) ++v;
+        for (; v < visible_.size() && visible_[v] < r.end; ++v) {
+            const std::size_t span = 2 * std::size_t{r.links};
+            if ((visible_[v] - r.begin) % span != span - 1) r.keeps_inside = false;
+        }
+    }
+}
+
+void Program::store_inside_chains() {
+    store_inside_grads();
+    if (!inside_data_waits_) return;
+    inside_data_waits_ = false;
+    for (const Run& r : runs_) {
+        if (!r.links || !r.keeps_inside) continue;
+        const std::size_t span = 2 * std::size_t{r.links};
+        for (std::size_t c = r.begin; c < r.end; c += span) {
+            double sum = data_[first_[c + 1]];
+            for (std::size_t m = c; m < c + span; m += 2) {
+                double product;
+                Rule<Op::mul>::forward(data_[first_[m]], data_[second_[m]], 0.0, &product);
+                Rule<Op::add>::forward(sum, product, 0.0, &sum);
+                data_[m] = product;
+                data_[m + 1] = sum;
+            }
+        }
+    }
+}
+
+void Program::store_inside_grads() {
+    if (inside_grads_ == InsideGrads::stored) return;
+    const bool from_tops = inside_grads_ == InsideGrads::from_tops;
+    inside_grads_ = InsideGrads::stored;
+    for (const Run& r : runs_) {
+        if (!r.links || !r.keeps_inside) continue;
+        const std::size_t span = 2 * std::size_t{r.links};
+        for (std::size_t c = r.begin; c < r.end; c += span) {
+            // What chains_backward computed from zero: each sum's rule passes its grad on.
+            double g = grad_[c + span - 1];
+            for (std::size_t m = c + span - 2;; m -= 2) {
+                double below = 0.0, product = 0.0;
+                if (from_tops) Rule<Op::add>::gradient(0.0, g, 0.0, 0.0, 0.0, &below, &product);
+                grad_[m] = product;
+                if (m == c) break;
+                grad_[m - 1] = below;
+                g = below;
+            }
+        }
+    }
 }
 
 void Program::defer(bool holding_data) {
@@ -312,29 +736,41 @@ Status Program::forward() {
     }
     Status status = Status::ok;
     const Arrays fast{first_.data(), second_.data(), exponent_.data(), out, grad_.data()};
+    // Note [Chains kept inside]: the inner nodes of chains without a Python object wait.
+    const bool keep_inside = !runs_.empty();
     if (runs_.empty() && may_fail) {
         forward_pass<false>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (runs_.empty()) {
         forward_pass<true>(PerSlot{ops_.data()}, fast, leaves_, count, &status);
     } else if (may_fail) {
-        for (const Run& r : runs_) {
-            run<Forward<false>::Pass>(r.op, fast, r.begin, r.end, &status);
-            if (status != Status::ok) break;
-        }
+        status = forward_runs<false>(runs_, strides_.data(), fast, keep_inside);
     } else {
-        for (const Run& r : runs_) {
-            run<Forward<true>::Pass>(r.op, fast, r.begin, r.end, &status);
-            if (status != Status::ok) break;
-        }
+        status = forward_runs<true>(runs_, strides_.data(), fast, keep_inside);
     }
     if (status == Status::ok && may_fail) {
         data_.swap(spare_);
-        std::fill(grad_.begin() + static_cast<std::ptrdiff_t>(leaves_), grad_.end(), 0.0);
+        for (const Run& r : runs_) {  // the inner grads, but those kept inside chains
+            if (!r.links || !r.keeps_inside) {
+                std::fill(grad_.begin() + r.begin, grad_.begin() + r.end, 0.0);
+                continue;
+            }
+            for (std::size_t top = r.begin + 2 * r.links - 1; top < r.end; top += 2 * r.links) {
+                grad_[top] = 0.0;
+            }
+        }
+        if (runs_.empty()) {
+            std::fill(grad_.begin() + static_cast<std::ptrdiff_t>(leaves_), grad_.end(), 0.0);
+        }
+    }
+    if (status == Status::ok) {
+        inside_data_waits_ = keep_inside;
+        inside_grads_ = keep_inside ? InsideGrads::zero : InsideGrads::stored;
     }
     // The made_order_ slots visited before `done` (from leaves_ on) have their new values.
     std::size_t done = leaves_;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in the order a rebuild computes, from the values before it.
+        store_inside_chains();
         for (std::size_t s = 0; s < leaves_; ++s) data_[s] = out[s];
         const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                             grad_.data()};
@@ -372,6 +808,12 @@ Status Program::backward() {
     begin_pass();
     const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
+    // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
+    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
+    // Note [Chains kept inside]: from zero, the inner grads of chains wait; else they are stored
+    // first, before the grads are read from the nodes (the tops' among them).
+    const bool keep_inside = !runs_.empty() && !may_fail && inside_grads_ == InsideGrads::zero;
+    if (!keep_inside) store_inside_grads();
     // Start from the nodes' grads. Those with a Python object may have been set since (zero_grad
     // on the parameters); the others only by something that walked the graph, which counted
     // in inner_grad_writes, unless grad_ holds them (unsettled).
@@ -381,17 +823,16 @@ Status Program::backward() {
         for (std::uint32_t s : visible_) grad_[s] = nodes_[s]->grad;
     }
     grad_[count - 1] = 1.0;  // the root
-    // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
-    const bool may_fail = !micrograd_order_.empty();
     if (may_fail) std::copy(grad_.begin(), grad_.end(), spare_.begin());
     Status status = Status::ok;
     const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
                         grad_.data()};
-    if (runs_.empty()) backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
-    for (auto r = runs_.rbegin(); r != runs_.rend(); ++r) {
-        run<Backward>(r->op, arrays, r->begin, r->end, &status);
-        if (status != Status::ok) break;
+    if (runs_.empty()) {
+        backward_pass(PerSlot{ops_.data()}, arrays, leaves_, count, &status);
+    } else {
+        status = backward_runs(runs_, strides_.data(), arrays, keep_inside);
     }
+    if (keep_inside) inside_grads_ = InsideGrads::from_tops;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in micrograd's order, from the grads before it.
         std::copy(spare_.begin(), spare_.end(), grad_.begin());
@@ -407,9 +848,22 @@ Status Program::backward() {
     return status;
 }
 
+bool Program::a_rule_would_fail() const {
+    for (const std::uint32_t s : fallible_rules_) {
+        // Whether a rule fails does not depend on the grad it passes on (Rule::gradient).
+        double scratch = 0.0;
+        if (accumulate_gradient(ops_[s], data_[s], 1.0, exponent_[s], data_[first_[s]],
+                                data_[second_[s]], &scratch, &scratch) != Status::ok) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void Program::zero_grad() {
     begin_pass();
     std::fill(grad_.begin(), grad_.end(), 0.0);
+    inside_grads_ = InsideGrads::stored;
     for (std::uint32_t s : visible_) nodes_[s]->grad = 0.0;
     defer(false);
 }

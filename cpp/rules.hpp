@@ -61,6 +61,8 @@ struct NoRule {
     }
     // Whether replaying a node of this op that holds `out` can raise (Note [Failed passes]).
     static bool can_fail(double) { return false; }
+    // Whether gradient() can fail at all (whatever g is, it fails on the same values).
+    static constexpr bool gradient_can_fail = false;
 };
 
 template <Op>
@@ -115,6 +117,7 @@ struct Rule<Op::mul> : NoRule<Op::mul> {
 template <>
 struct Rule<Op::pow> : NoRule<Op::pow> {
     static constexpr int arity = 1;
+    static constexpr bool gradient_can_fail = true;
     static constexpr const char* label = nullptr;  // f'**{exponent}', made by the binding
     static Status forward(double a, double, double e, double* out) { return py_pow(a, e, out); }
     // self.grad += (other * self.data**(other-1)) * out.grad
@@ -145,6 +148,7 @@ struct Rule<Op::relu> : NoRule<Op::relu> {
 template <>
 struct Rule<Op::tanh> : NoRule<Op::tanh> {
     static constexpr int arity = 1;
+    static constexpr bool gradient_can_fail = true;
     static constexpr const char* label = "tanh";
     static Status forward(double a, double, double, double* out) {
         *out = py_tanh(a);
@@ -181,6 +185,7 @@ struct Rule<Op::exp> : NoRule<Op::exp> {
 template <>
 struct Rule<Op::log> : NoRule<Op::log> {
     static constexpr int arity = 1;
+    static constexpr bool gradient_can_fail = true;
     static constexpr const char* label = "log";
     static Status forward(double a, double, double, double* out) { return py_log(a, out); }
     // self.grad += (1 / self.data) * out.grad
@@ -233,9 +238,12 @@ struct OpFacts {
     int arity;                     // operand count, or any_arity
     const char* label;             // the _op a node of this op shows; null for '**'
     bool (*can_fail)(double out);  // Rule<op>::can_fail
+    bool gradient_can_fail;        // Rule<op>::gradient_can_fail
 };
 inline constexpr OpFacts op_facts[op_count] = {
-#define MG_OP_FACTS(name) {Rule<Op::name>::arity, Rule<Op::name>::label, Rule<Op::name>::can_fail},
+#define MG_OP_FACTS(name)                                                    \
+    {Rule<Op::name>::arity, Rule<Op::name>::label, Rule<Op::name>::can_fail, \
+     Rule<Op::name>::gradient_can_fail},
     MG_OPS(MG_OP_FACTS)
 #undef MG_OP_FACTS
 };

@@ -341,3 +341,41 @@ def test_dispatch_to_the_extension(backend, monkeypatch):
         assert type(ops.neuron(pure, pure[0], [1.0], False)) is PureValue
         assert type(ops.layer([Neuron(pure, pure[0], True)], [1.0])[0]) is PureValue
         assert not calls
+
+
+class Sub(PureValue):
+    """A subclass: set_data must go through its own data attribute."""
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        np.array([1.5, -0.0, 2.0**-1074, 3.0]),  # the C++ path: a float64 buffer
+        np.array([[1.5, -0.0], [2.0**-1074, 3.0]]).ravel(),
+        np.arange(8.0)[::2],  # not contiguous: the Python loop
+        np.array([1.5, -2.5, 3.0, 4.0], dtype=np.float32),  # not doubles: the Python loop
+        [1.5, -0.0, 7, True],  # a list: the Python loop
+    ],
+)
+def test_set_data_is_the_loop(backend, numbers):
+    values, expected = [backend(9.0) for _ in range(4)], [backend(9.0) for _ in range(4)]
+    ops.set_data(values, numbers)
+    for v, x in zip(expected, list(numbers), strict=True):
+        v.data = x
+    assert [repr(v.data) for v in values] == [repr(v.data) for v in expected]
+    assert all(type(v.data) is float for v in values)
+
+
+def test_set_data_takes_values_of_any_kind(backend):
+    values = [backend(0.0), Sub(0.0), backend(0.0)]
+    ops.set_data(values, np.array([1.0, 2.0, 3.0]))
+    assert [v.data for v in values] == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("numbers", [np.array([1.0, 2.0]), [1.0, 2.0], np.zeros(4)])
+def test_set_data_refuses_other_lengths_before_setting_any(backend, numbers):
+    values = [backend(9.0) for _ in range(3)]
+    error = raised(lambda: ops.set_data(values, numbers))
+    assert error[0] is ValueError
+    assert f"got 3 values and {len(numbers)} numbers" in str(error[1])
+    assert [v.data for v in values] == [9.0] * 3

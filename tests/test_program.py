@@ -1102,3 +1102,130 @@ def test_compile_and_drop_leaks_nothing():
     assert result.returncode == 0, result.stderr
     growth = int(result.stdout.split()[-1])
     assert growth < 4 * 2**20, f"resident size grew by {growth / 2**20:.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sums of products (Note [Chains] in cpp/program.hpp): replayed chain by chain on C++
+
+chain_shapes = st.fixed_dictionaries(
+    {
+        "samples": st.integers(1, 6),
+        "inputs": st.one_of(st.integers(4, 9), st.integers(1, 9)),  # 4 links make a chain
+        "outputs": st.integers(1, 5),
+        "act": st.sampled_from(["relu", "exp", "none"]),  # exp: a forward can raise
+        "start": st.sampled_from(["bias", "input", "weight", "number"]),
+        "square": st.booleans(),  # a term x*x
+        "tap": st.booleans(),  # a partial sum read elsewhere too, which cuts its chain
+        "cross": st.booleans(),  # a term that reads another sample's input
+    }
+)
+
+
+def build_chains(V, shape, seed):
+    """Samples through a layer of sums of products with shared weights, as nn's layers build
+    them, in the variants of `shape`, summed: (the leaves, the root)."""
+    from micrograd_cpp import ops
+
+    rng = random.Random(seed)
+    n, m = shape["inputs"], shape["outputs"]
+    w = [[V(rng.uniform(-1, 1)) for _ in range(n)] for _ in range(m)]
+    b = [V(rng.uniform(-1, 1)) for _ in range(m)]
+    xs = [[V(rng.uniform(-2, 2)) for _ in range(n)] for _ in range(shape["samples"])]
+    outs = []
+    for s, x in enumerate(xs):
+        for j in range(m):
+            start = {"bias": b[j], "input": x[0], "weight": w[j][0], "number": 0.5}[shape["start"]]
+            terms = list(x)
+            if shape["square"]:
+                terms[-1] = x[-1] * x[-1] if n > 1 else terms[-1]
+            if shape["cross"] and s:
+                terms[0] = xs[s - 1][0]
+            # ops.dot: on C++ the nodes inside have no Python object, as in nn's layers
+            if shape["tap"]:
+                half = n // 2 + 1
+                acc = ops.dot(w[j][:half], terms[:half], start)
+                outs.append(acc * 0.5)
+                acc = ops.dot(w[j][half:], terms[half:], acc)
+            else:
+                acc = ops.dot(w[j], terms, start)
+            outs.append({"relu": acc.relu, "exp": acc.exp, "none": lambda a=acc: a}[shape["act"]]())
+    leaves = [v for row in w for v in row] + b + [v for row in xs for v in row]
+    return leaves, sum(outs[1:], outs[0]) if len(outs) > 1 else outs[0] * 1.0
+
+
+@given(chain_shapes, st.integers(0, 2**16), st.lists(st.lists(numbers, min_size=1), max_size=3))
+def test_sums_of_products_replay_equals_rebuild(backends, shape, seed, rounds):
+    """Layers of dot products replay as rebuilding them computes, and the C++ program as the
+    oracle's through forwards, backwards twice in a row and zero_grads, bit for bit."""
+    graphs = [build_chains(V, shape, seed) for V in backends]
+    progs = [compile_graph(root) for _, root in graphs]
+    for V, prog in zip(backends, progs, strict=True):
+        check_replay_equals_rebuild(V, prog)
+    for data in [[], *rounds]:
+        states = []
+        for (leaves, root), prog in zip(graphs, progs, strict=True):
+            for k, x in enumerate(data):
+                leaves[k % len(leaves)].data = x
+            outcomes = [outcome(prog.forward), outcome(prog.backward), outcome(prog.backward)]
+            states.append((outcomes, graph_state(root)))
+            prog.zero_grad()
+            states.append(graph_state(root))
+        assert states[: len(states) // 2] == states[len(states) // 2 :]
+
+
+def test_an_mlps_layers_replay_as_chains(backends):
+    """A batch through MLP(9, [8, 3]): its neurons' sums replay chain by chain on C++ (far fewer
+    runs than nodes) and equal the oracle's replay through steps of training."""
+    states, runs = [], []
+    for V in backends:
+        random.seed(3)
+        model = nn_of(V).MLP(9, [8, 3])
+        rng = random.Random(4)
+        xs = [[V(rng.uniform(-1, 1)) for _ in range(9)] for _ in range(6)]
+        loss = sum((o * o for x in xs for o in model(x)), V(0.0))
+        prog = compile_graph(loss)
+        runs.append(getattr(prog, "_runs", None))
+        check_replay_equals_rebuild(V, prog)
+        for step in range(3):
+            model.zero_grad()
+            prog.backward()
+            for p in model.parameters():
+                p.data -= 0.1 * p.grad
+            xs[step][step].data = -0.0
+            prog.forward()
+        states.append(graph_state(loss))
+    assert states[0] == states[1]
+    assert runs[1] is None and 0 < runs[0] < len(prog) // 20
+
+
+PASSES = st.tuples(st.sampled_from(["forward", "backward", "zero_grad"]), st.integers(0, 1))
+LAYER = {"samples": 3, "inputs": 8, "outputs": 3, "act": "none", "start": "bias"}
+LAYER.update(square=False, tap=False, cross=False)
+
+
+@given(
+    chain_shapes,
+    st.integers(0, 2**16),
+    st.lists(st.one_of(PASSES, PASSES, HIDDEN_ACTIONS), min_size=1, max_size=25),
+)
+@example(LAYER, 1, [("forward", 0), ("backward", 0)])  # the inner grads from the tops'
+@example(LAYER, 1, [("forward", 0), ("backward", 0), ("backward", 0)])
+@example(LAYER, 1, [("forward", 0), ("walk", [0, 0, 0, 0, 0, 0]), ("backward", 0)])
+def test_chains_keep_their_inner_nodes_as_the_oracle_shows_them(backends, shape, seed, actions):
+    """Sums of products whose inner nodes have no Python object, which C++ passes keep inside
+    their chains (Note [Chains kept inside]), and a second program over the same nodes: replayed
+    in any order, raising or not, with nodes reached later (walking _children) and
+    Value.backward() from them; what the user can see after each call and, at the end, every
+    node equal the oracle's."""
+    sides = []
+    for V in backends:
+        leaves, root = build_chains(V, shape, seed)
+        roots = [root, root * leaves[-1]]
+        sides.append((leaves, roots, [compile_graph(r) for r in roots], []))
+    for k, action in enumerate(actions):
+        done = [outcome(act_on_hidden, *side, action).split(":")[0] for side in sides]
+        assert done[0] == done[1], (k, action)
+        cpp, pure = (state(inputs + roots + seen) for inputs, roots, _, seen in sides)
+        assert cpp == pure, (k, action)
+    cpp, pure = (graph_state(roots[1]) for _, roots, _, _ in sides)
+    assert cpp == pure

@@ -1,4 +1,5 @@
-// sgd_step, adamw_step and zero_grads: one call updates every parameter (see cpp/optim.hpp).
+// sgd_step, adamw_step, zero_grads and set_data: one call updates every parameter (see
+// cpp/optim.hpp), or sets a batch of inputs.
 //
 // A step first does everything that can run Python (Note [Calls into Python]): the numbers'
 // __index__ and __float__, the buffers' entries that are not floats, then the params' iteration
@@ -7,6 +8,7 @@
 // as the last callback left it, without copying the params on the common path.
 #include "../optim.hpp"
 
+#include <cstring>
 #include <initializer_list>
 #include <new>
 #include <utility>
@@ -47,6 +49,12 @@ bool read_buffer(PyObject* list, std::vector<double>& out) {
         out[static_cast<std::size_t>(i)] = x;
     }
     return true;
+}
+
+bool is_list(PyObject* o) {
+    if (PyList_Check(o)) return true;
+    PyErr_SetString(PyExc_ValueError, bad_state);
+    return false;
 }
 
 bool read_numbers(PyObject* const* args, double* out, int count) {
@@ -116,14 +124,19 @@ PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         std::vector<double> buf;
         double numbers[3];
         long step = PyLong_AsLong(args[2]);
-        if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 3, numbers, 3) ||
-            !read_buffer(args[1], buf) || !(items = parameters(args[0], params)) ||
-            !buffers_fit(params.size(), {{args[1], buf.size()}})) {
+        if ((step == -1 && PyErr_Occurred()) || !read_numbers(args + 3, numbers, 3)) {
+            return nullptr;
+        }
+        // Without momentum the buffers are only checked, as the Python loop never reads them.
+        const bool momentum = numbers[1] != 0;
+        if (!(momentum ? read_buffer(args[1], buf) : is_list(args[1])) ||
+            !(items = parameters(args[0], params)) ||
+            !buffers_fit(params.size(), {{args[1], momentum ? buf.size() : params.size()}})) {
             return nullptr;
         }
         sgd_step(params.data(), buf.data(), params.size(), step,
                  {numbers[0], numbers[1], numbers[2]});
-        if (!write_buffer(args[1], buf)) return nullptr;
+        if (momentum && !write_buffer(args[1], buf)) return nullptr;
         Py_RETURN_NONE;
     });
 }
@@ -173,7 +186,59 @@ PyObject* zero_grads(PyObject*, PyObject* arg) {
     });
 }
 
+// set_data(values, numbers): v.data = x for each pair, for a list or tuple of exact Values and
+// a one-dimensional buffer of C doubles (a float64 numpy array) as long. Returns False, having
+// set nothing, for anything else: micrograd_cpp.ops.set_data then runs the Python loop. The
+// buffer is taken first, then the values are copied with PySequence_Fast (the last calls that
+// may run Python); from there to the last write nothing calls into Python (Note [Calls into
+// Python]).
+PyObject* set_data(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_data(values, numbers) takes 2 arguments");
+        return nullptr;
+    }
+    if (!PyObject_CheckBuffer(args[1])) Py_RETURN_FALSE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();  // not a contiguous buffer: the Python loop reads it
+        Py_RETURN_FALSE;
+    }
+    PyObject* result = nullptr;
+    PyObject* items = nullptr;
+    const bool doubles =
+        view.ndim == 1 && view.itemsize == sizeof(double) && view.format &&
+        (std::strcmp(view.format, "d") == 0 || std::strcmp(view.format, "=d") == 0);
+    if (!doubles || !(items = PySequence_Fast(args[0], "values must be a sequence of Values"))) {
+        if (doubles) PyErr_Clear();  // not a sequence: the Python loop says why
+        result = Py_NewRef(Py_False);
+    } else {
+        const Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+        PyObject** values = PySequence_Fast_ITEMS(items);
+        bool exact = true;
+        for (Py_ssize_t i = 0; exact && i < count; ++i) exact = Py_IS_TYPE(values[i], value_type);
+        if (!exact) {
+            result = Py_NewRef(Py_False);
+        } else if (view.len != count * static_cast<Py_ssize_t>(sizeof(double))) {
+            PyErr_Format(PyExc_ValueError,
+                         "set_data needs as many numbers as values, got %zd values and %zd "
+                         "numbers",
+                         count, view.len / static_cast<Py_ssize_t>(sizeof(double)));
+        } else {
+            const double* numbers = static_cast<const double*>(view.buf);
+            for (Py_ssize_t i = 0; i < count; ++i) node_of(values[i])->data = numbers[i];
+            result = Py_NewRef(Py_True);
+        }
+    }
+    Py_XDECREF(items);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 PyMethodDef optim_methods[] = {
+    {"set_data", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(set_data)),
+     METH_FASTCALL,
+     "set_data(values, numbers)\n--\n\nv.data = x for each pair, for exact Values and a 1-D "
+     "float64 buffer as long; False, having set nothing, for anything else."},
     {"zero_grads", zero_grads, METH_O,
      "zero_grads(params)\n--\n\nSet every parameter's grad to 0.0."},
     {"sgd_step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sgd)), METH_FASTCALL,

@@ -62,7 +62,7 @@ class CompiledBatch:
         self.program = compile_graph(self.loss)
         self._pixels = [v for row in self.inputs for v in row]
         self._onehots = [v for row in self.targets for v in row]
-        self._eye = np.eye(CLASSES).tolist()
+        self._eye = np.eye(CLASSES)
 
     def load(self, X: Images, y: Labels) -> None:
         """Set the leaves to images X and labels y (at most size of them: the rest of the
@@ -71,11 +71,8 @@ class CompiledBatch:
         if pad:
             X = np.vstack([X, np.zeros((pad, PIXELS))])
             y = np.concatenate([y, np.zeros(pad, dtype=np.intp)])
-        for v, x in zip(self._pixels, X.ravel().tolist()):
-            v.data = x
-        onehots = [t for label in y.tolist() for t in self._eye[label]]
-        for v, t in zip(self._onehots, onehots):
-            v.data = t
+        ops.set_data(self._pixels, np.ascontiguousarray(X, dtype=np.float64).ravel())
+        ops.set_data(self._onehots, self._eye[y].ravel())
         self.program.forward()
 
     def predictions(self) -> list[int]:

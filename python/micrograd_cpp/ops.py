@@ -1,6 +1,7 @@
-"""Fused reductions: the loops of micrograd's nn and losses, in one call on the C++ backend.
+"""Fused reductions: the loops of micrograd's nn and losses, in one call on the C++ backend, and
+set_data, which loads a batch of numbers into Values.
 
-Each function builds exactly the nodes the plain Python line in its docstring builds, in the
+Each reduction builds exactly the nodes the plain Python line in its docstring builds, in the
 same order, so results are identical to the oracle's. On C++ Values it is one call into the
 extension; on anything else (pure Values, plain numbers, a build without the function) it runs
 that Python line.
@@ -22,6 +23,7 @@ _core_sum: Callable[..., Value] | None
 _core_dot: Callable[..., Value] | None
 _core_neuron, _core_layer = _fused("neuron"), _fused("layer")
 _core_sum, _core_dot = _fused("sum"), _fused("dot")
+_core_set_data: Callable[[Sequence[Value], Any], bool] | None = _fused("set_data")
 
 
 _EMPTY = object()
@@ -107,3 +109,20 @@ def dot(
             if _CppValue in (type(a0), type(b0), type(start)):
                 return _core_dot(a, b, start)
     return builtins.sum((ai * bi for ai, bi in zip(a, b)), start)
+
+
+def set_data(values: Sequence[Value], numbers: Iterable[float]) -> None:
+    """Set each value's data to its number, as the loop `for v, x in zip(values, numbers):
+    v.data = x` does, after checking that there are as many numbers as values (ValueError,
+    nothing set, if not). Loads a batch into a compiled graph's input leaves: on C++, a list of
+    Values and a one-dimensional float64 numpy array are one call."""
+    if _core_set_data is not None and _core_set_data(values, numbers):
+        return
+    numbers = numbers.tolist() if hasattr(numbers, "tolist") else list(numbers)  # numpy: floats
+    if len(numbers) != len(values):
+        raise ValueError(
+            f"set_data needs as many numbers as values, got {len(values)} values and "
+            f"{len(numbers)} numbers"
+        )
+    for v, x in zip(values, numbers):
+        v.data = x
