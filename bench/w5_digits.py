@@ -20,6 +20,8 @@ micrograd; the compiled and batched steps compute the same loss another way and 
 
 import math
 import random
+import statistics
+import time
 from functools import lru_cache
 
 import harness
@@ -164,6 +166,33 @@ class Steps:
 
     def seconds(self):
         return W5_STEP_S[self.name if self.variant == "verbatim" else self.variant]
+
+
+def compile_cost(backend, batch=W5_BATCH, repeats=5):
+    """(ms to build the compiled variant's batch graph, ms to compile it), medians on backend
+    ('cpp', 'pure'): micrograd_cpp.digits.CompiledBatch's construction, its compile() timed
+    apart."""
+    from micrograd_cpp import digits
+
+    model = model_for(harness.load(backend))
+    builds, compiles = [], []
+    compile_graph = digits.compile_graph
+
+    def timed_compile(root):
+        t0 = time.perf_counter()
+        program = compile_graph(root)
+        compiles.append(time.perf_counter() - t0)
+        return program
+
+    digits.compile_graph = timed_compile
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            digits.CompiledBatch(model, batch)
+            builds.append(time.perf_counter() - t0 - compiles[-1])
+    finally:
+        digits.compile_graph = compile_graph
+    return statistics.median(builds) * 1e3, statistics.median(compiles) * 1e3
 
 
 @lru_cache(maxsize=4)
