@@ -192,12 +192,36 @@ std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
                                           const std::vector<std::uint32_t>& slot) {
     const std::uint32_t newest = order.back()->made;  // the root's
     std::vector<std::uint32_t> inner;                 // indices in `order`
+    inner.reserve(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) {
         if (order[i]->op != Op::leaf) inner.push_back(static_cast<std::uint32_t>(i));
     }
-    std::stable_sort(inner.begin(), inner.end(), [&](std::uint32_t a, std::uint32_t b) {
-        return std::uint32_t(newest - order[a]->made) > std::uint32_t(newest - order[b]->made);
-    });
+    const auto age = [&](std::uint32_t i) { return std::uint32_t(newest - order[i]->made); };
+    // The graph's nodes were mostly made one after another, so their ages (distinct, short of
+    // 2**32 creations) cover a range not much wider than their number: each goes straight to
+    // its place. Else, or if two share an age, a sort.
+    std::uint32_t oldest = 0;
+    for (const std::uint32_t i : inner) oldest = std::max(oldest, age(i));
+    bool placed = std::size_t{oldest} < 4 * inner.size() + 64;
+    if (placed) {
+        constexpr std::uint32_t none = ~std::uint32_t{0};
+        std::vector<std::uint32_t> by_age(std::size_t{oldest} + 1, none);
+        for (const std::uint32_t i : inner) {
+            std::uint32_t& place = by_age[age(i)];
+            if (place != none) placed = false;
+            place = i;
+        }
+        if (placed) {
+            std::size_t k = 0;
+            for (std::size_t a = by_age.size(); a-- > 0;) {
+                if (by_age[a] != none) inner[k++] = by_age[a];
+            }
+        }
+    }
+    if (!placed) {
+        std::stable_sort(inner.begin(), inner.end(),
+                         [&](std::uint32_t a, std::uint32_t b) { return age(a) > age(b); });
+    }
     std::vector<bool> done(order.size());
     for (const std::uint32_t i : inner) {
         for (std::uint32_t operand : {first[i], second[i]}) {
@@ -547,6 +571,7 @@ Program* Program::compile(Node* root, Node** refused) {
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
     if (can_fail_somewhere) {  // the orders a failed pass is redone in (Note [Failed passes])
+        p->micrograd_order_.reserve(count - leaves);
         for (std::size_t i = 0; i < count; ++i) {
             if (order[i]->op != Op::leaf) p->micrograd_order_.push_back(slot[i]);
         }

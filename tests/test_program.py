@@ -8,6 +8,7 @@ hand and other programs over the same nodes. Every comparison is exact: floats b
 (every nan alike: see bits()).
 """
 
+import math
 import operator
 import os
 import random
@@ -761,6 +762,25 @@ def test_backward_after_a_failed_forward_starts_from_the_nodes_grads(backends):
         results.append(graph_state(prog.root))
     assert results[0] == results[1]
     assert results[1][3][2] == float.hex(8.0)  # the oracle: 7 + 1 from the root
+
+
+@pytest.mark.parametrize("made_between", [0, 10_000])
+def test_a_forward_fails_where_the_first_made_node_fails(backends, made_between):
+    """log(x) made before exp(y): a replay with x = 0 and y = 1000 raises log's ValueError, as a
+    rebuild does, and leaves exp's node unchanged; also when many nodes were made between
+    them (the order of creation then comes from a sort rather than a direct placement)."""
+    results = []
+    for V in backends:
+        x, y = V(2.0), V(3.0)
+        a = x.log()
+        others = [V(1.0) * 2.0 for _ in range(made_between)]
+        b = y.exp()
+        prog = compile_graph(b + a)
+        x.data, y.data = 0.0, 1000.0
+        with pytest.raises(ValueError):
+            prog.forward()
+        results.append((a.data, b.data, len(others)))
+    assert results[0] == results[1] == (math.log(2.0), math.exp(3.0), made_between)
 
 
 # ---------------------------------------------------------------------------------------------
