@@ -358,3 +358,20 @@ def test_classes_and_methods_are_documented(nn):
         assert cls.__doc__, f"{name} has no docstring"
         for method in names:
             assert inspect.getdoc(getattr(cls, method)), f"{name}.{method} has no docstring"
+
+
+def test_a_cpp_layer_of_oracle_values():
+    """A C++ Layer whose neurons hold the oracle's Values computes in the oracle's Values, and
+    one neuron's output comes alone, as ever."""
+    from micrograd_cpp import nn
+    from micrograd_cpp.pure.engine import Value as PureValue
+
+    for nout in (1, 2):
+        layer = nn.Layer(2, nout)
+        for n in layer.neurons:
+            n.w = [PureValue(0.5), PureValue(-2.0)]
+            n.b = PureValue(1.0)
+        out = layer([2.0, 0.25])
+        outs = [out] if nout == 1 else out
+        assert [type(o) for o in outs] == [PureValue] * nout
+        assert [o.data for o in outs] == [1.5] * nout

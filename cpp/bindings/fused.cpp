@@ -305,7 +305,50 @@ PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
+// layer_call(neurons, x, neuron_type, python_layer): micrograd_cpp.nn's Layer.__call__ up to
+// its fallback, in one call, as a step crosses into C++ once per layer:
+//
+//     if set(map(type, neurons)) != {neuron_type}: return NotImplemented  # someone's own neurons
+//     out = ops.layer(neurons, x)  # fused when neurons[0].b is a C++ Value, else python_layer
+//     return out[0] if len(out) == 1 else out
+//
+// Nothing observable happens before NotImplemented: only the list's items' types are read. The
+// types are compared by identity, which is what the set's comparison comes to for classes.
+PyObject* layer_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "layer_call(neurons, x, neuron_type, python_layer) takes 4 arguments");
+        return nullptr;
+    }
+    PyObject* neurons = args[0];
+    if (!PyList_CheckExact(neurons) || PyList_GET_SIZE(neurons) == 0) Py_RETURN_NOTIMPLEMENTED;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(neurons); ++i) {
+        if (reinterpret_cast<PyObject*>(Py_TYPE(PyList_GET_ITEM(neurons, i))) != args[2]) {
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+    }
+    static PyObject* const name_b = PyUnicode_InternFromString("b");
+    if (!name_b) return nullptr;
+    PyObject* first = Py_NewRef(PyList_GET_ITEM(neurons, 0));
+    PyObject* b = PyObject_GetAttr(first, name_b);
+    Py_DECREF(first);
+    if (!b) return nullptr;
+    const bool fused = Py_IS_TYPE(b, value_type);
+    Py_DECREF(b);
+    PyObject* out =
+        fused ? fused_layer(nullptr, args, 2) : PyObject_Vectorcall(args[3], args, 2, nullptr);
+    if (!out || !PyList_CheckExact(out) || PyList_GET_SIZE(out) != 1) return out;
+    PyObject* only = Py_NewRef(PyList_GET_ITEM(out, 0));
+    Py_DECREF(out);
+    return only;
+}
+
 PyMethodDef fused_methods[] = {
+    {"layer_call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<layer_call>)),
+     METH_FASTCALL,
+     "layer_call(neurons, x, neuron_type, python_layer)\n--\n\nmicrograd_cpp.nn's Layer "
+     "forward: NotImplemented unless every neuron is exactly neuron_type; else ops.layer's "
+     "outputs, the only one alone."},
     {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_layer>)),
      METH_FASTCALL,
      "layer(neurons, x)\n--\n\n[neuron(x) for neuron in neurons] for micrograd Neurons, in one "
