@@ -330,7 +330,7 @@ TEST(teardown_needs_no_memory) {
     install_counting_hooks();
     // Five relu nodes over leaves that have (stand-in) Python objects, under one custom node: when
     // it goes, they die at once, and all but one wait on the stack of dying nodes.
-    int objects[5] = {};
+    std::intptr_t objects[5] = {};
     Node* leaves[5];
     Node* kids[5];
     for (int i = 0; i < 5; ++i) {
@@ -1684,7 +1684,7 @@ TEST(handles_take_reference_counting_through_the_hooks) {
     install_counting_hooks();
     Node* a = mg::new_leaf(1.0);
     Node* b = mg::new_leaf(2.0);
-    int python_object = 0;  // stands for the Value that owns a
+    std::intptr_t python_object = 0;  // stands for the Value that owns a
     a->handle = &python_object;
     mg::retain(a);
     CHECK_EQ(hook_calls.retain, 1);
@@ -1704,6 +1704,31 @@ TEST(handles_take_reference_counting_through_the_hooks) {
     mg::release(b);
     CHECK_EQ(hook_calls.retain, 2);
     CHECK_EQ(hook_calls.release, 2);
+}
+
+// Note [Counts in place]: the hooks see only the release that would take the count to zero.
+TEST(counts_in_place_call_the_hooks_for_the_last_release_only) {
+    HooksScope scope;
+    install_counting_hooks();
+    mg::hooks.counts_in_place = true;
+    std::intptr_t python_object = 1;  // stands for the Value that owns a: its count comes first
+    Node* a = mg::new_leaf(1.0);
+    a->handle = &python_object;
+    Node* s = mg::add(a, a);
+    Node* t = mg::mul_constant(a, 3.0);
+    CHECK_EQ(python_object, 4);
+    mg::release(s);
+    CHECK_EQ(python_object, 2);
+    mg::release(t);
+    CHECK_EQ(python_object, 1);
+    CHECK_EQ(hook_calls.retain, 0);
+    CHECK_EQ(hook_calls.release, 0);
+    mg::release(a);  // the last reference: the binding's hook frees the object
+    CHECK_EQ(hook_calls.release, 1);
+    CHECK(hook_calls.last_handle == &python_object);
+    CHECK_EQ(python_object, 1);
+    a->handle = nullptr;
+    mg::release(a);
 }
 
 TEST(python_backward_replaces_the_builtin_rule) {
