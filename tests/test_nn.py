@@ -375,3 +375,59 @@ def test_a_cpp_layer_of_oracle_values():
         outs = [out] if nout == 1 else out
         assert [type(o) for o in outs] == [PureValue] * nout
         assert [o.data for o in outs] == [1.5] * nout
+
+
+def _tanh_neuron(nn):
+    class TanhNeuron(nn.Neuron):
+        def __call__(self, x):
+            return super().__call__(x).tanh()
+
+    return TanhNeuron
+
+
+def _change(nn, model, case):
+    """A change to an MLP(2, [4, 4, 3, 1]) that sends its second layer off the common path."""
+    layer = model.layers[1]
+    if case == "a user's neuron":
+        random.seed(7)
+        layer.neurons[2] = _tanh_neuron(nn)(4)
+    elif case == "a user's layer":
+        random.seed(7)
+        model.layers[1] = type("TanhLayer", (nn.Layer,), {"_Neuron": _tanh_neuron(nn)})(4, 4)
+    elif case == "weights in a tuple, first neuron":
+        layer.neurons[0].w = tuple(layer.neurons[0].w)
+    elif case == "weights in a tuple, last neuron":
+        layer.neurons[3].w = tuple(layer.neurons[3].w)
+    elif case == "nonlin not a bool":
+        layer.neurons[1].nonlin = 1
+    elif case == "a layer of one neuron":
+        layer.neurons[1:] = []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a user's neuron",
+        "a user's layer",
+        "weights in a tuple, first neuron",
+        "weights in a tuple, last neuron",
+        "nonlin not a bool",
+        "a layer of one neuron",
+    ],
+)
+def test_an_mlp_off_the_common_path_equals_the_oracle(nn, case):
+    """Hidden layers' outputs become Values wherever Python code takes them, mid-layer too."""
+    model, oracle = build(nn, 5, 2, [4, 4, 3, 1]), build(pure_nn, 5, 2, [4, 4, 3, 1])
+    _change(nn, model, case)
+    _change(pure_nn, oracle, case)
+    x = [0.5, -1.5]
+    if case == "a layer of one neuron":  # its Value goes on to the next layer, which refuses it
+        before = state(model.parameters())
+        assert raised(lambda: model(x))[0] is raised(lambda: oracle(x))[0] is TypeError
+        assert state(model.parameters()) == before
+        return
+    out, ref = model(list(map(nn.Neuron._Value, x))), oracle(list(map(PureValue, x)))
+    out.backward()
+    ref.backward()
+    assert graph(out) == graph(ref)
+    assert [p.grad for p in model.parameters()] == [p.grad for p in oracle.parameters()]

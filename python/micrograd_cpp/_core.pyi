@@ -71,6 +71,14 @@ def layer(neurons: Sequence[Any], x: Iterable[Any]) -> list[Any]: ...
 def layer_call(
     neurons: Sequence[Any], x: Iterable[Any], neuron_type: type, python_layer: Callable[..., Any]
 ) -> Any: ...
+def mlp_call(
+    layers: Sequence[Any],
+    x: Iterable[Any],
+    layer_type: type,
+    neuron_type: type,
+    layer_forward: Callable[..., Any],
+    python_layer: Callable[..., Any],
+) -> Any: ...
 def zero_grads(params: Sequence[Value]) -> None: ...
 def sgd_step(
     params: Sequence[Value],

@@ -21,8 +21,9 @@ _core_layer: Callable[..., list[Value]] | None
 _core_sum: Callable[..., Value] | None
 _core_dot: Callable[..., Value] | None
 _core_layer_call: Callable[..., Any] | None
+_core_mlp_call: Callable[..., Any] | None
 _core_neuron, _core_layer = _fused("neuron"), _fused("layer")
-_core_layer_call = _fused("layer_call")
+_core_layer_call, _core_mlp_call = _fused("layer_call"), _fused("mlp_call")
 _core_sum, _core_dot = _fused("sum"), _fused("dot")
 
 
