@@ -228,6 +228,7 @@ bool layer_forward(PyObject* layer, Inputs& x, const Call& call) {
     // Note [Calls into Python]: as the oracle's list comprehension does, the length is read
     // again before each neuron, and the neuron is held while it is used.
     Outputs out;
+    out.nodes.reserve(static_cast<std::size_t>(PyList_GET_SIZE(neurons)));
     bool ok = true;
     for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(neurons); ++i) {
         PyObject* neuron = Py_NewRef(PyList_GET_ITEM(neurons, i));
