@@ -84,6 +84,10 @@ struct Outputs {
     }
 
     bool add_node(Node* n) {
+        // Note [Cycle collection]: an output that may reach outside the graph gets its object,
+        // so that the collector can follow the graph through it; n then stands for our
+        // reference to that object.
+        if ((n->flags & may_reach_outside) && !n->handle && !to_python_owned(n)) return false;
         if (!objects) {
             nodes.push_back(n);
             return true;

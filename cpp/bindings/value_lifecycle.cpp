@@ -71,6 +71,35 @@ void track_node(Node* n) {
     if (n->handle) track(static_cast<PyObject*>(n->handle));
 }
 
+// Newly marked nodes without an object that several nodes own: an MLP's hidden outputs (Note
+// [Hidden outputs stay nodes] in fused_mlp.cpp), or nodes a program holds too. value_traverse
+// cannot enter them, so each gets an object once the walk is over (its owners then hold
+// references to it), and the collector follows the graph through it.
+std::vector<Node*> shared_without_object;
+
+void note_newly_marked(Node* n) {
+    if (n->handle) {
+        track(static_cast<PyObject*>(n->handle));
+    } else if (n->refs > 1) {
+        shared_without_object.push_back(n);
+    }
+}
+
+// Each node noted: an object whose references are the node's owners'. One that cannot be made
+// leaves its node as it was: a cycle through it is not collected, and nothing else changes.
+void give_objects_to_shared_nodes() {
+    for (Node* n : shared_without_object) {
+        if (n->handle) continue;
+        expose();  // Note [Deferred stores]
+        if (wrap(value_type, n, static_cast<Py_ssize_t>(n->refs))) {
+            n->refs = 1;
+        } else {
+            PyErr_Clear();
+        }
+    }
+    std::vector<Node*>().swap(shared_without_object);
+}
+
 void track_every_value() {
     every_value_tracked = true;
     for_each_node(track_node);
@@ -95,10 +124,13 @@ void spread_from(Node* n) {
     }
     spread_credit -= live_count;
     try {
-        spread_reach_outside(track_node);
+        spread_reach_outside(note_newly_marked);
     } catch (const std::bad_alloc&) {
+        shared_without_object.clear();
         track_every_value();
+        return;
     }
+    give_objects_to_shared_nodes();
 }
 
 // self now refers outside the graph, or may (Note [Cycle collection]). Calls no Python code.
