@@ -31,8 +31,10 @@ void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 // reports those too when this node is that child's one owner (refs == 1), so that each such
 // node is reported from one Value alone and a Value reports what its node owns, not the graph
 // below it. A node without an object but with several owners (a compiled Program holds it too)
-// is not entered: what it holds counts as reachable, so a cycle through it is not collected,
-// but nothing reachable is ever freed.
+// is not entered: what it holds counts as reachable, so a cycle through it would not be
+// collected, but nothing reachable is ever freed. Such a node gets an object as soon as it may
+// be on a cycle, marked as below: when it is made over a marked node (an MLP's hidden output,
+// fused_mlp.cpp) or when spread_reach_outside() marks it.
 //
 // Which Values are tracked: tracking all of them would make the collector scan every Value,
 // several times over as the graph grows (W1's forward takes 1.8 times as long). Graph edges alone
