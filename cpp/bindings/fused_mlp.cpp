@@ -17,7 +17,8 @@ namespace {
 // neuron of each sample (3,200 in W2), and the collector's passes those allocations set off.
 // The graph is the same: the same nodes in the same order. Whenever Python code takes the
 // inputs (a Layer or Neuron of someone else's, weights that are not C++ Values), they become
-// a list of Values first, as they would have been.
+// a list of Values first, as they would have been. An output that may be on a reference cycle
+// gets its object all the same (Note [Cycle collection] in value_lifecycle.cpp).
 
 // A layer's input: an object (the caller's x, or what a layer returned), or the nodes of the
 // previous layer's outputs. Owns what it holds.
