@@ -114,7 +114,7 @@ void destroy(Node* n) noexcept {
         for (std::uint32_t i = 0; i < count; ++i) {
             Node* k = kids[i];
             if (k->flags & owned_by_object) {
-                hooks.release_handle(k->handle);  // may come back here: it only pushes
+                release_handle(k->handle);  // may come back here: it only pushes
             } else if (--k->refs == 0) {
                 if (next) {
                     push_dying(k);
@@ -287,7 +287,7 @@ bool reaches(Node* const* roots, std::size_t count, Node* target) {
 
 void release(Node* n) {
     if (n->flags & owned_by_object) {
-        hooks.release_handle(n->handle);
+        release_handle(n->handle);
     } else if (--n->refs == 0) {
         destroy(n);
     }

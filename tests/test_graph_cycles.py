@@ -76,6 +76,30 @@ def test_a_cycle_through_a_fused_neuron_is_collected(no_gc):
     assert freed == ["neuron"]
 
 
+@pytest.mark.parametrize("marked", ["before the forward", "after the forward"])
+def test_a_cycle_through_an_mlps_hidden_outputs_is_collected(marked, no_gc):
+    """The hidden layers' outputs have no objects (Note [Hidden outputs stay nodes]); they get
+    one when a weight below them may reach outside the graph, so that the cycle is collected."""
+    nn = cpp_nn()
+    freed = []
+
+    def make_cycle():
+        model = nn.MLP(2, [3, 3, 1])
+        w = model.layers[0].neurons[0].w[0]
+        if marked == "before the forward":
+            w.box, w.witness = [None], Finalized(freed, "mlp")
+        out = model([1.0, -2.0])
+        if marked == "before the forward":
+            w.box[0] = out
+        else:
+            w.out, w.witness = out, Finalized(freed, "mlp")
+
+    make_cycle()
+    assert freed == []
+    gc.collect()
+    assert freed == ["mlp"]
+
+
 def test_a_cycle_through_a_compiled_graph_is_collected_once_the_program_is_gone(no_gc):
     from micrograd_cpp._core import Value
 

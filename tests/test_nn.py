@@ -358,3 +358,76 @@ def test_classes_and_methods_are_documented(nn):
         assert cls.__doc__, f"{name} has no docstring"
         for method in names:
             assert inspect.getdoc(getattr(cls, method)), f"{name}.{method} has no docstring"
+
+
+def test_a_cpp_layer_of_oracle_values():
+    """A C++ Layer whose neurons hold the oracle's Values computes in the oracle's Values, and
+    one neuron's output comes alone, as ever."""
+    from micrograd_cpp import nn
+    from micrograd_cpp.pure.engine import Value as PureValue
+
+    for nout in (1, 2):
+        layer = nn.Layer(2, nout)
+        for n in layer.neurons:
+            n.w = [PureValue(0.5), PureValue(-2.0)]
+            n.b = PureValue(1.0)
+        out = layer([2.0, 0.25])
+        outs = [out] if nout == 1 else out
+        assert [type(o) for o in outs] == [PureValue] * nout
+        assert [o.data for o in outs] == [1.5] * nout
+
+
+def _tanh_neuron(nn):
+    class TanhNeuron(nn.Neuron):
+        def __call__(self, x):
+            return super().__call__(x).tanh()
+
+    return TanhNeuron
+
+
+def _change(nn, model, case):
+    """A change to an MLP(2, [4, 4, 3, 1]) that sends its second layer off the common path."""
+    layer = model.layers[1]
+    if case == "a user's neuron":
+        random.seed(7)
+        layer.neurons[2] = _tanh_neuron(nn)(4)
+    elif case == "a user's layer":
+        random.seed(7)
+        model.layers[1] = type("TanhLayer", (nn.Layer,), {"_Neuron": _tanh_neuron(nn)})(4, 4)
+    elif case == "weights in a tuple, first neuron":
+        layer.neurons[0].w = tuple(layer.neurons[0].w)
+    elif case == "weights in a tuple, last neuron":
+        layer.neurons[3].w = tuple(layer.neurons[3].w)
+    elif case == "nonlin not a bool":
+        layer.neurons[1].nonlin = 1
+    elif case == "a layer of one neuron":
+        layer.neurons[1:] = []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a user's neuron",
+        "a user's layer",
+        "weights in a tuple, first neuron",
+        "weights in a tuple, last neuron",
+        "nonlin not a bool",
+        "a layer of one neuron",
+    ],
+)
+def test_an_mlp_off_the_common_path_equals_the_oracle(nn, case):
+    """Hidden layers' outputs become Values wherever Python code takes them, mid-layer too."""
+    model, oracle = build(nn, 5, 2, [4, 4, 3, 1]), build(pure_nn, 5, 2, [4, 4, 3, 1])
+    _change(nn, model, case)
+    _change(pure_nn, oracle, case)
+    x = [0.5, -1.5]
+    if case == "a layer of one neuron":  # its Value goes on to the next layer, which refuses it
+        before = state(model.parameters())
+        assert raised(lambda: model(x))[0] is raised(lambda: oracle(x))[0] is TypeError
+        assert state(model.parameters()) == before
+        return
+    out, ref = model(list(map(nn.Neuron._Value, x))), oracle(list(map(PureValue, x)))
+    out.backward()
+    ref.backward()
+    assert graph(out) == graph(ref)
+    assert [p.grad for p in model.parameters()] == [p.grad for p in oracle.parameters()]

@@ -155,19 +155,50 @@ PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
+}  // namespace
+
+// act = sum((wi*xi for wi, xi in zip(w, x)), b), then relu() if nonlin, for ws exact Values and
+// b one too; term(i, wi) makes wi*xi. A new reference; a C++ exception gives back what it took.
+template <class Term>
+Node* neuron_nodes(PyObject* const* ws, Py_ssize_t count, PyObject* b, bool nonlin, Term term) {
+    Node* acc = node_of(b);
+    retain(acc);
+    // Note [No C++ exception crosses into CPython]: the *_taking ops give back what they took
+    // if they throw, so acc is released here only while it is still ours.
+    try {
+        for (Py_ssize_t i = 0; i < count; ++i) {
+            Node* t = term(i, node_of(ws[i]));
+            acc = mg::add_taking(std::exchange(acc, nullptr), t);
+        }
+        if (nonlin) acc = mg::relu_taking(std::exchange(acc, nullptr));
+    } catch (...) {
+        if (acc) mg::release(acc);
+        throw;
+    }
+    return acc;
+}
+
+// w a list of exact Values, b one too, and as many of them as inputs.
+static bool fits_fast_path(PyObject* w, PyObject* b, Py_ssize_t inputs) {
+    if (!PyList_CheckExact(w) || !Py_IS_TYPE(b, value_type)) return false;
+    if (PyList_GET_SIZE(w) != inputs) return false;  // sized_inputs() reports it
+    PyObject** ws = PySequence_Fast_ITEMS(w);
+    for (Py_ssize_t i = 0; i < inputs; ++i) {
+        if (!Py_IS_TYPE(ws[i], value_type)) return false;
+    }
+    return true;
+}
+
 // micrograd's Neuron as it nearly always is: w a list of Values, b a Value, x a list or tuple
 // of as many Values and plain numbers. Builds the same nodes as reduce() with no Python call
 // from the count to the last node, so x can be read in place; returns false, having done
 // nothing, when the inputs are anything else.
-bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObject** out) {
-    if (!PyList_CheckExact(w) || !Py_IS_TYPE(b, value_type)) return false;
+bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, Node** out) {
     if (!PyList_CheckExact(x) && !PyTuple_CheckExact(x)) return false;
-    const Py_ssize_t count = PyList_GET_SIZE(w);
-    if (PySequence_Fast_GET_SIZE(x) != count) return false;  // sized_inputs() reports it
-    PyObject** ws = PySequence_Fast_ITEMS(w);
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(x);
+    if (!fits_fast_path(w, b, count)) return false;
     PyObject** xs = PySequence_Fast_ITEMS(x);
     for (Py_ssize_t i = 0; i < count; ++i) {
-        if (!Py_IS_TYPE(ws[i], value_type)) return false;
         if (!Py_IS_TYPE(xs[i], value_type) && !is_plain_number(xs[i])) return false;
         double unused;  // an int too large for a float must fail before anything is built
         if (PyLong_CheckExact(xs[i]) && !to_double(xs[i], &unused)) {
@@ -175,31 +206,26 @@ bool neuron_fast_path(PyObject* w, PyObject* b, PyObject* x, bool nonlin, PyObje
             return true;
         }
     }
-    Node* acc = node_of(b);
-    retain(acc);
-    // Note [No C++ exception crosses into CPython]: the *_taking ops give back what they took
-    // if they throw, so acc is released here only while it is still ours.
-    try {
-        for (Py_ssize_t i = 0; i < count; ++i) {
-            Node* wi = node_of(ws[i]);
-            Node* term;
-            if (Py_IS_TYPE(xs[i], value_type)) {
-                term = mg::mul(wi, node_of(xs[i]));
-            } else {
-                double c;
-                to_double(xs[i], &c);  // cannot fail: checked above
-                term = mg::mul_constant(wi, c);
-            }
-            acc = mg::add_taking(std::exchange(acc, nullptr), term);
-        }
-        if (nonlin) acc = mg::relu_taking(std::exchange(acc, nullptr));
-    } catch (...) {
-        if (acc) mg::release(acc);
-        throw;
-    }
-    *out = to_python_owned(acc);
+    *out = neuron_nodes(PySequence_Fast_ITEMS(w), count, b, nonlin, [xs](Py_ssize_t i, Node* wi) {
+        if (Py_IS_TYPE(xs[i], value_type)) return mg::mul(wi, node_of(xs[i]));
+        double c;
+        to_double(xs[i], &c);  // cannot fail: checked above
+        return mg::mul_constant(wi, c);
+    });
     return true;
 }
+
+bool neuron_fast_path(PyObject* w, PyObject* b, const std::vector<Node*>& x, bool nonlin,
+                      Node** out) {
+    const auto count = static_cast<Py_ssize_t>(x.size());
+    if (!fits_fast_path(w, b, count)) return false;
+    *out = neuron_nodes(PySequence_Fast_ITEMS(w), count, b, nonlin, [&x](Py_ssize_t i, Node* wi) {
+        return mg::mul(wi, x[static_cast<std::size_t>(i)]);
+    });
+    return true;
+}
+
+namespace {
 
 // x read once into a tuple that must hold as many inputs as w has weights: zip would silently
 // drop the extra inputs or the weights left without one. The tuple owns its items, so a Python
@@ -243,6 +269,8 @@ PyObject* neuron_forward(PyObject* w, PyObject* b, PyObject* xs, PyObject* nonli
     return out ? to_python_owned(out) : nullptr;
 }
 
+}  // namespace
+
 // neuron(w, b, x, nonlin): act = sum((wi*xi for wi, xi in zip(w, x)), b);
 // act.relu() if nonlin else act; ValueError, before any node is made, unless x holds len(w)
 // inputs.
@@ -254,13 +282,18 @@ PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyObject *w = args[0], *b = args[1], *x = args[2], *nonlin = args[3];
     // With nonlin a bool, the fast path makes no Python call at all
     PyObject* out;
-    if (PyBool_Check(nonlin) && neuron_fast_path(w, b, x, nonlin == Py_True, &out)) return out;
+    Node* node;
+    if (PyBool_Check(nonlin) && neuron_fast_path(w, b, x, nonlin == Py_True, &node)) {
+        return node ? to_python_owned(node) : nullptr;
+    }
     PyObject* xs = sized_inputs(w, x);
     if (!xs) return nullptr;
     out = neuron_forward(w, b, xs, nonlin);
     Py_DECREF(xs);
     return out;
 }
+
+namespace {
 
 // The forward of one neuron object: its w, b and nonlin attributes, as Neuron.__call__ reads them.
 PyObject* neuron_object_forward(PyObject* neuron, PyObject* x) {
@@ -305,7 +338,50 @@ PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return out;
 }
 
+// layer_call(neurons, x, neuron_type, python_layer): micrograd_cpp.nn's Layer.__call__ up to
+// its fallback, in one call, as a step crosses into C++ once per layer:
+//
+//     if set(map(type, neurons)) != {neuron_type}: return NotImplemented  # someone's own neurons
+//     out = ops.layer(neurons, x)  # fused when neurons[0].b is a C++ Value, else python_layer
+//     return out[0] if len(out) == 1 else out
+//
+// Nothing observable happens before NotImplemented: only the list's items' types are read. The
+// types are compared by identity, which is what the set's comparison comes to for classes.
+PyObject* layer_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "layer_call(neurons, x, neuron_type, python_layer) takes 4 arguments");
+        return nullptr;
+    }
+    PyObject* neurons = args[0];
+    if (!PyList_CheckExact(neurons) || PyList_GET_SIZE(neurons) == 0) Py_RETURN_NOTIMPLEMENTED;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(neurons); ++i) {
+        if (reinterpret_cast<PyObject*>(Py_TYPE(PyList_GET_ITEM(neurons, i))) != args[2]) {
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+    }
+    static PyObject* const name_b = PyUnicode_InternFromString("b");
+    if (!name_b) return nullptr;
+    PyObject* first = Py_NewRef(PyList_GET_ITEM(neurons, 0));
+    PyObject* b = PyObject_GetAttr(first, name_b);
+    Py_DECREF(first);
+    if (!b) return nullptr;
+    const bool fused = Py_IS_TYPE(b, value_type);
+    Py_DECREF(b);
+    PyObject* out =
+        fused ? fused_layer(nullptr, args, 2) : PyObject_Vectorcall(args[3], args, 2, nullptr);
+    if (!out || !PyList_CheckExact(out) || PyList_GET_SIZE(out) != 1) return out;
+    PyObject* only = Py_NewRef(PyList_GET_ITEM(out, 0));
+    Py_DECREF(out);
+    return only;
+}
+
 PyMethodDef fused_methods[] = {
+    {"layer_call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<layer_call>)),
+     METH_FASTCALL,
+     "layer_call(neurons, x, neuron_type, python_layer)\n--\n\nmicrograd_cpp.nn's Layer "
+     "forward: NotImplemented unless every neuron is exactly neuron_type; else ops.layer's "
+     "outputs, the only one alone."},
     {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_layer>)),
      METH_FASTCALL,
      "layer(neurons, x)\n--\n\n[neuron(x) for neuron in neurons] for micrograd Neurons, in one "

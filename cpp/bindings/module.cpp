@@ -73,7 +73,8 @@ PYBIND11_MODULE(_core, m) {
     for (const char* name : {"__copy__", "__deepcopy__", "__reduce_ex__"}) {
         value.attr(name) = pure.attr(name);
     }
-    if (python::add_fused_functions(m.ptr()) < 0 || python::add_optimizer_functions(m.ptr()) < 0) {
+    if (python::add_fused_functions(m.ptr()) < 0 || python::add_fused_mlp(m.ptr()) < 0 ||
+        python::add_optimizer_functions(m.ptr()) < 0) {
         throw py::error_already_set();
     }
     python::bind_program(m);

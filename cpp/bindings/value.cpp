@@ -410,6 +410,14 @@ PyObject* create_value_type() {
     hooks.retain_handle = retain_handle;
     hooks.release_handle = release_handle;
     hooks.run_python_backward = run_python_backward;
+    // Note [Counts in place] in engine.hpp: ob_refcnt, a Py_ssize_t, comes first. A Value is
+    // never immortal (that would take 2**31 references), so on 3.12 and later too, adding or
+    // taking one in place is what Py_INCREF and Py_DECREF do while the count stays above zero.
+#if !defined(Py_GIL_DISABLED) && !defined(Py_REF_DEBUG)
+    static_assert(offsetof(PyObject, ob_refcnt) == 0 && sizeof(Py_ssize_t) == sizeof(std::intptr_t),
+                  "a Value's reference count begins it");
+    hooks.counts_in_place = true;
+#endif
     return type;
 }
 

@@ -32,8 +32,10 @@ void release_handle(void* handle) { Py_DECREF(static_cast<PyObject*>(handle)); }
 // child's one owner (refs == 1), so that each such node is reported from one Value alone and a
 // Value reports what its node owns, not the graph below it. A node no object owns but with
 // several owners (a compiled Program holds it too, or a sharing object) is not entered: what
-// it holds counts as reachable, so a cycle through it is not collected, but nothing reachable
-// is ever freed. Every tracked Value owns its node; one that shares it is entered the same way.
+// it holds counts as reachable, so a cycle through it would not be collected, but nothing
+// reachable is ever freed. Such a node gets an object that owns it as soon as it may be on a cycle,
+// marked as below: when it is made over a marked node (an MLP's hidden output, fused_mlp.cpp)
+// or when spread_reach_outside() marks it. Every tracked Value owns its node.
 //
 // Which Values are tracked: tracking all of them would make the collector scan every Value,
 // several times over as the graph grows (W1's forward takes 1.8 times as long). Graph edges alone
@@ -87,6 +89,41 @@ void track_node(Node* n) {
     if (n->handle) track(static_cast<PyObject*>(n->handle));
 }
 
+// Newly marked nodes without an object that several nodes own: an MLP's hidden outputs (Note
+// [Hidden outputs stay nodes] in fused_mlp.cpp), or nodes a program holds too. value_traverse
+// cannot enter them, so each gets an object once the walk is over (its owners then hold
+// references to it), and the collector follows the graph through it.
+std::vector<Node*> shared_without_object;
+
+void note_newly_marked(Node* n) {
+    if (n->handle) {
+        track(static_cast<PyObject*>(n->handle));
+    } else if (n->refs > 1) {
+        shared_without_object.push_back(n);
+    }
+}
+
+// Each node noted: an object that owns it, whose references are the node's owners'. One that
+// cannot be made leaves its node as it was: a cycle through it is not collected, and nothing
+// else changes. Making an object can run the collector, and so a __del__ that frees nodes: each
+// is held meanwhile (Note [Calls into Python]).
+void give_objects_to_shared_nodes() {
+    std::vector<Node*> nodes;
+    nodes.swap(shared_without_object);
+    for (Node* n : nodes) retain(n);
+    for (Node* n : nodes) {
+        if (!n->handle) {
+            expose();                                 // Note [Deferred stores]
+            if (PyObject* o = wrap(value_type, n)) {  // our reference is now o's
+                own_node(o);  // and every owner's a reference to o, ours given back below
+            } else {
+                PyErr_Clear();
+            }
+        }
+        release(n);
+    }
+}
+
 void track_every_value() {
     every_value_tracked = true;
     for_each_node(track_node);
@@ -111,10 +148,13 @@ void spread_from(Node* n) {
     }
     spread_credit -= live_count;
     try {
-        spread_reach_outside(track_node);
+        spread_reach_outside(note_newly_marked);
     } catch (const std::bad_alloc&) {
+        shared_without_object.clear();
         track_every_value();
+        return;
     }
+    give_objects_to_shared_nodes();
 }
 
 // self now refers outside the graph, or may (Note [Cycle collection]). Calls no Python code.

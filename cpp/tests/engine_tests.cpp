@@ -330,7 +330,7 @@ TEST(teardown_needs_no_memory) {
     install_counting_hooks();
     // Five relu nodes over leaves that have (stand-in) Python objects, under one custom node: when
     // it goes, they die at once, and all but one wait on the stack of dying nodes.
-    int objects[5] = {};
+    std::intptr_t objects[5] = {};
     Node* leaves[5];
     Node* kids[5];
     for (int i = 0; i < 5; ++i) {
@@ -1686,7 +1686,7 @@ TEST(a_node_its_object_owns_counts_references_through_the_hooks) {
     install_counting_hooks();
     Node* a = mg::new_leaf(1.0);
     Node* b = mg::new_leaf(2.0);
-    int python_object = 0;  // stands for the Value that owns a
+    std::intptr_t python_object = 0;  // stands for the Value that owns a
     a->handle = &python_object;
     a->flags |= mg::owned_by_object;
     mg::retain(a);
@@ -1724,6 +1724,33 @@ TEST(a_node_that_shares_its_object_counts_references_itself) {
     mg::release(s);
     CHECK_EQ(hook_calls.retain, 0);
     CHECK_EQ(hook_calls.release, 0);
+}
+
+// Note [Counts in place]: the hooks see only the release that would take the count to zero.
+TEST(counts_in_place_call_the_hooks_for_the_last_release_only) {
+    HooksScope scope;
+    install_counting_hooks();
+    mg::hooks.counts_in_place = true;
+    std::intptr_t python_object = 1;  // stands for the Value that owns a: its count comes first
+    Node* a = mg::new_leaf(1.0);
+    a->handle = &python_object;
+    a->flags |= mg::owned_by_object;
+    Node* s = mg::add(a, a);
+    Node* t = mg::mul_constant(a, 3.0);
+    CHECK_EQ(python_object, 4);
+    mg::release(s);
+    CHECK_EQ(python_object, 2);
+    mg::release(t);
+    CHECK_EQ(python_object, 1);
+    CHECK_EQ(hook_calls.retain, 0);
+    CHECK_EQ(hook_calls.release, 0);
+    mg::release(a);  // the last reference: the binding's hook frees the object
+    CHECK_EQ(hook_calls.release, 1);
+    CHECK(hook_calls.last_handle == &python_object);
+    CHECK_EQ(python_object, 1);
+    a->handle = nullptr;
+    a->flags &= static_cast<std::uint8_t>(~mg::owned_by_object);
+    mg::release(a);
 }
 
 TEST(python_backward_replaces_the_builtin_rule) {

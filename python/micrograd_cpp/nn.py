@@ -59,10 +59,19 @@ class Layer(_pure.Layer):
     # of both.
     def __call__(self, x: Iterable[Value | float]) -> Value | Any:
         """The neurons' outputs on x: a Value if the layer has one neuron, else a list."""
-        if set(map(type, self.neurons)) != {Neuron}:  # someone's own neurons: call each
-            return super().__call__(x)  # type: ignore[arg-type]  # typed for the oracle's Value
-        out = ops.layer(self.neurons, x)
-        return out[0] if len(out) == 1 else out
+        return _layer_forward(self, self.neurons, x)
+
+
+def _layer_forward(layer: Layer, neurons: list[Neuron], x: Iterable[Value | float]) -> Value | Any:
+    """Layer.__call__, given the neurons it has read."""
+    if ops._core_layer_call is not None:  # the lines below in one call
+        out = ops._core_layer_call(neurons, x, Neuron, ops.python_layer)
+        if out is not NotImplemented:
+            return out
+    if set(map(type, neurons)) != {Neuron}:  # someone's own neurons: call each
+        return super(Layer, layer).__call__(x)  # type: ignore[arg-type]  # typed for the oracle's
+    out = ops.layer(neurons, x)
+    return out[0] if len(out) == 1 else out
 
 
 class MLP(_pure.MLP):
@@ -73,5 +82,16 @@ class MLP(_pure.MLP):
     if TYPE_CHECKING:
         layers: list[Layer]
 
-        def __call__(self, x: Iterable[Value | float]) -> Value | Any: ...
         def parameters(self) -> list[Value]: ...
+
+    def __call__(self, x: Iterable[Value | float]) -> Value | Any:
+        """The last layer's output on x: a Value if it has one neuron, else a list of Values.
+        On C++, in one call whose hidden layers' outputs stay nodes without Python objects."""
+        layers = self.layers
+        if ops._core_mlp_call is not None:
+            out = ops._core_mlp_call(layers, x, Layer, Neuron, _layer_forward, ops.python_layer)
+            if out is not NotImplemented:
+                return out
+        for layer in layers:
+            x = layer(x)
+        return x

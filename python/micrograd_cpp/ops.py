@@ -21,7 +21,10 @@ _core_neuron: Callable[..., Value] | None
 _core_layer: Callable[..., list[Value]] | None
 _core_sum: Callable[..., Value] | None
 _core_dot: Callable[..., Value] | None
+_core_layer_call: Callable[..., Any] | None
+_core_mlp_call: Callable[..., Any] | None
 _core_neuron, _core_layer = _fused("neuron"), _fused("layer")
+_core_layer_call, _core_mlp_call = _fused("layer_call"), _fused("mlp_call")
 _core_sum, _core_dot = _fused("sum"), _fused("dot")
 _core_set_data: Callable[[Sequence[Value], Any], bool] | None = _fused("set_data")
 
@@ -67,6 +70,11 @@ def layer(neurons: Sequence[Any], x: Iterable[Value | float]) -> list[Value]:
     """
     if _core_layer is not None and neurons and type(neurons[0].b) is _CppValue:
         return _core_layer(neurons, x)
+    return python_layer(neurons, x)
+
+
+def python_layer(neurons: Sequence[Any], x: Iterable[Value | float]) -> list[Value]:
+    """layer() when the neurons' weights are not C++ Values."""
     return [neuron(n.w, n.b, x, n.nonlin) for n in neurons]
 
 
