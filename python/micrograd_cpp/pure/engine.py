@@ -280,9 +280,9 @@ class Value:
 
     def _local_rule(self) -> None:
         """Apply this node's chain rule, micrograd's formula in micrograd's order."""
-        if self._rule is None:
-            return
         a = self._first
+        if self._rule is None or a is None:  # a leaf, or a node made by Value()
+            return
         b = a if self._second is None else self._second
         rule = _OPS[self._rule].gradient
         da, db = rule(self.data, self.grad, self._exponent, a.data, b.data)
