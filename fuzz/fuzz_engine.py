@@ -567,7 +567,10 @@ class Garbage:
 def convert_entries(opt):
     """What the C++ step does first (cpp/bindings/optim.cpp): convert each buffer entry that is
     not a float, as PyFloat_AsDouble does, and refuse the step if that changed a buffer's length.
-    The harness does it for the Python step, which would multiply the entry instead."""
+    The harness does it for the Python step, which would multiply the entry instead. SGD without
+    momentum reads no buffer entry on either engine."""
+    if not hasattr(opt, "m") and float(opt.momentum) == 0:
+        return
     for name in ("m", "v") if hasattr(opt, "m") else ("buf",):
         entries = getattr(opt, name)
         count = len(entries)

@@ -226,3 +226,24 @@ def test_out_of_memory_in_a_step_is_memory_error(function, margin_mb):
         assert got[0] == "MemoryError"
     else:
         assert got[0] in ("MemoryError", None)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_reads_its_buffers_only_with_momentum(momentum):
+    """Without momentum neither engine's SGD reads a buffer entry, so an entry's __float__ does
+    not run; with momentum the C++ step converts the entry first (found by fuzzing)."""
+    from micrograd_cpp._core import Value
+
+    calls = []
+
+    class Entry:
+        def __float__(self):
+            calls.append(1)
+            return 0.0
+
+    p = Value(1.0)
+    p.grad = 0.5
+    opt = optim.SGD([p], lr=0.1, momentum=momentum)
+    opt.buf[0] = Entry()
+    opt.step()
+    assert (len(calls), p.data) == ((1 if momentum else 0), 1.0 - 0.1 * 0.5)
