@@ -521,6 +521,19 @@ def act_on_hidden(inputs, roots, progs, seen, action):
         getattr(progs[action[1]], kind)()
 
 
+def act_on_both(sides, actions):
+    """Each action on both (inputs, roots, programs, nodes reached) sides, C++'s and the
+    oracle's: after each, the same outcome and what the user can see equal; at the end, every
+    node under the second root equal."""
+    for k, action in enumerate(actions):
+        done = [outcome(act_on_hidden, *side, action).split(":")[0] for side in sides]
+        assert done[0] == done[1], (k, action)
+        cpp, pure = (state(inputs + roots + seen) for inputs, roots, _, seen in sides)
+        assert cpp == pure, (k, action)
+    cpp, pure = (graph_state(roots[1]) for _, roots, _, _ in sides)
+    assert cpp == pure
+
+
 @given(
     leaf_data,
     st.booleans().flatmap(
@@ -545,13 +558,7 @@ def test_nodes_without_python_objects(backends, leaves, program, i, j, actions):
         other = micrograd_cpp.dot([nodes[i % len(nodes)], root], [root, nodes[j % len(nodes)]])
         roots = [root, other]
         sides.append((inputs, roots, [compile_graph(r) for r in roots], []))
-    for k, action in enumerate(actions):
-        done = [outcome(act_on_hidden, *side, action).split(":")[0] for side in sides]
-        assert done[0] == done[1], (k, action)
-        cpp, pure = (state(inputs + roots + seen) for inputs, roots, _, seen in sides)
-        assert cpp == pure, (k, action)
-    cpp, pure = (graph_state(roots[1]) for _, roots, _, _ in sides)
-    assert cpp == pure
+    act_on_both(sides, actions)
 
 
 def test_a_layers_inner_nodes_show_the_replayed_numbers(backends):
@@ -1242,10 +1249,4 @@ def test_chains_keep_their_inner_nodes_as_the_oracle_shows_them(backends, shape,
         leaves, root = build_chains(V, shape, seed)
         roots = [root, root * leaves[-1]]
         sides.append((leaves, roots, [compile_graph(r) for r in roots], []))
-    for k, action in enumerate(actions):
-        done = [outcome(act_on_hidden, *side, action).split(":")[0] for side in sides]
-        assert done[0] == done[1], (k, action)
-        cpp, pure = (state(inputs + roots + seen) for inputs, roots, _, seen in sides)
-        assert cpp == pure, (k, action)
-    cpp, pure = (graph_state(roots[1]) for _, roots, _, _ in sides)
-    assert cpp == pure
+    act_on_both(sides, actions)
