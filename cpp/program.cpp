@@ -183,6 +183,32 @@ bool keeps_micrograds_order(const std::vector<Node*>& order,
     return true;
 }
 
+constexpr std::uint32_t unplaced = ~std::uint32_t{0};
+
+// Gives the leaves of `order` their slots, from 0 on, as Note [Leaf layout] orders them, in
+// slot (unplaced before); returns how many there are.
+std::uint32_t place_leaves(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
+                           const std::vector<std::uint32_t>& second, const Chains& chains,
+                           std::vector<std::uint32_t>& slot) {
+    std::uint32_t next = 0;
+    const auto place = [&](std::uint32_t i) {
+        if (order[i]->op == Op::leaf && slot[i] == unplaced) slot[i] = next++;
+    };
+    std::vector<std::uint32_t> products;  // a chain's, from its top down
+    for (std::size_t i = 0; chains.any && i < order.size(); ++i) {
+        if (chains.links[i] == 0) continue;
+        products.clear();
+        for (std::uint32_t j = static_cast<std::uint32_t>(i);; j = first[j]) {
+            products.push_back(second[j]);
+            if (!chains.inner[first[j]]) break;
+        }
+        for (auto m = products.rbegin(); m != products.rend(); ++m) place(first[*m]);
+        for (auto m = products.rbegin(); m != products.rend(); ++m) place(second[*m]);
+    }
+    for (std::size_t i = 0; i < order.size(); ++i) place(static_cast<std::uint32_t>(i));
+    return next;
+}
+
 // The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
 // [Creation order]); empty if the nodes' stamps do not give a topological order (the graph was
 // made over more than 2**32 creations).
@@ -407,6 +433,32 @@ void chains_backward(const Arrays& t, std::size_t base, std::size_t span, std::s
     }
 }
 
+// out[k] += in[k] * g for k below n; out and in do not overlap.
+void add_scaled(double* __restrict out, const double* __restrict in, double g, std::size_t n) {
+    for (std::size_t k = 0; k < n; ++k) out[k] += in[k] * g;
+}
+
+// The rules of a run of chains whose links add to separate grads (Note [Chains]), from zero
+// inner grads (Note [Chains kept inside]): what chains_backward_run<false> computes, each
+// chain's links side by side.
+void separate_chains_backward_run(const Arrays& t, const Program::Strides* chain, std::size_t begin,
+                                  std::size_t end, std::size_t links) {
+    for (std::size_t base = begin; base < end; base += 2 * links, ++chain) {
+        // Each sum passes the grad it got on, 0 + g (Rule<Op::add>), to the sum below and to
+        // its product: every link gets the top's grad passed once, which passing on again
+        // leaves as it is.
+        double passed = 0.0, product_grad = 0.0;
+        Rule<Op::add>::gradient(0.0, t.grad[base + 2 * links - 1], 0.0, 0.0, 0.0, &passed,
+                                &product_grad);
+        // The products' rules (Rule<Op::mul>): a.grad += b.data * g, b.grad += a.data * g.
+        add_scaled(t.grad + chain->first, t.data + chain->second, product_grad, links);
+        add_scaled(t.grad + chain->second, t.data + chain->first, product_grad, links);
+        // The first sum's rule adds to its first operand, the chain's start.
+        double unused = 0.0;
+        Rule<Op::add>::gradient(0.0, passed, 0.0, 0.0, 0.0, &t.grad[t.first[base + 1]], &unused);
+    }
+}
+
 // The operands of the chains from slot c on in run r: Strided if the run's are, else Indexed.
 template <typename F>
 void with_operands(const Arrays& t, const Program::Strides* strides, std::uint32_t strided_from,
@@ -484,6 +536,10 @@ Status backward_runs(const Runs& runs, const Program::Strides* strides, const Ar
                      bool keep) {
     Status status = Status::ok;
     for (auto r = runs.rbegin(); r != runs.rend(); ++r) {
+        if (r->links && keep && r->keeps_inside && r->separate) {
+            separate_chains_backward_run(t, strides + r->strided_from, r->begin, r->end, r->links);
+            continue;
+        }
         if (r->links && keep && r->keeps_inside) {
             chains_backward_run<false>(t, strides, r->strided_from, r->begin, r->end, r->links);
             continue;
@@ -524,13 +580,6 @@ Program* Program::compile(Node* root, Node** refused) {
     }
     for (Node* n : order) n->mark = 0;
 
-    // Slots: the leaves, then the rules from the last to the first (Note [Slots]).
-    std::vector<std::uint32_t> slot(count);
-    std::uint32_t next = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        if (order[i]->op == Op::leaf) slot[i] = next++;
-    }
-    const std::uint32_t leaves = next;
     bool can_fail_somewhere = false;
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
     // Chains replay as units (Note [Chains]) if that keeps every grad's terms in order, which
@@ -542,6 +591,9 @@ Program* Program::compile(Node* root, Node** refused) {
         chains = Chains{};
         rules = rule_order(order, first, second, chains, levels);
     }
+    // Slots: the leaves, then the rules from the last to the first (Note [Slots]).
+    std::vector<std::uint32_t> slot(count, unplaced);
+    const std::uint32_t leaves = place_leaves(order, first, second, chains, slot);
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
@@ -646,7 +698,8 @@ void Program::find_strides() {
     for (Run& r : runs_) {
         if (!r.links) continue;
         const std::size_t span = 2 * std::size_t{r.links}, from = strides_.size();
-        bool even = true;
+        const auto links = static_cast<std::int64_t>(r.links);
+        bool even = true, separate = true;
         for (std::size_t c = r.begin; even && c < r.end; c += span) {
             const auto slot = [](std::uint32_t s) { return static_cast<std::int64_t>(s); };
             const Strides chain{slot(first_[c]), slot(first_[c + 2]) - slot(first_[c]),
@@ -656,10 +709,20 @@ void Program::find_strides() {
                 even = slot(first_[c + 2 * k]) == chain.first + step * chain.first_step &&
                        slot(second_[c + 2 * k]) == chain.second + step * chain.second_step;
             }
+            // Two ranges of consecutive slots, apart from each other and from the start.
+            const auto outside = [links](std::int64_t s, std::int64_t range) {
+                return s < range || s >= range + links;
+            };
+            const std::int64_t start = slot(first_[c + 1]);
+            separate =
+                separate && chain.first_step == 1 && chain.second_step == 1 &&
+                (chain.second >= chain.first + links || chain.first >= chain.second + links) &&
+                outside(start, chain.first) && outside(start, chain.second);
             strides_.push_back(chain);
         }
         if (even) {
             r.strided_from = static_cast<std::uint32_t>(from);
+            r.separate = separate;
         } else {
             strides_.resize(from);
         }

@@ -96,7 +96,19 @@ class Program final : public DeferredStores {
     // micrograd's order of terms for every grad and compiles without chains if any differs.
     // Where the operands of every chain's products in a run step evenly through the slots (a
     // layer's weights and inputs, laid out in the order its chains first read them), the run
-    // computes their slots instead of loading them (Strides).
+    // computes their slots instead of loading them (Strides). Where, besides, each chain's first
+    // operands and its second ones fill two ranges of consecutive slots, apart from each other and
+    // from its first sum's first operand, no two of its links' rules add to the same grad, so the
+    // order of those rules changes nothing: a backward from zero inner grads (Note [Chains kept
+    // inside]) runs them side by side (`separate`), the same additions in vector registers, each
+    // product's grad the top's passed down (0 + g, which passing on again leaves as it is).
+    //
+    // Note [Leaf layout]
+    // The leaves come first in the slots, in the order the chains' products first read them:
+    // chain by chain in topological order, its products' first operands bottom up, then their
+    // second ones; the other leaves after, in topological order. A layer's weights and a
+    // sample's inputs thus lie in consecutive slots in the order its chains read them, which
+    // the two forms above need. Where a leaf lies changes no result.
     //
     // Note [Failed passes]
     // A graph with a node that can fail ('**', exp, log, or a tanh whose value squared
@@ -123,6 +135,7 @@ class Program final : public DeferredStores {
         std::uint32_t links;
         bool keeps_inside;  // chains that may keep their inner nodes (Note [Chains kept inside])
         std::uint32_t strided_from;  // its chains' Strides in strides_, or not_strided
+        bool separate = false;       // its chains' links add to separate grads (Note [Chains])
     };
     std::vector<Strides> strides_;
     std::vector<Run> runs_;

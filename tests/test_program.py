@@ -1144,6 +1144,8 @@ chain_shapes = st.fixed_dictionaries(
         "square": st.booleans(),  # a term x*x
         "tap": st.booleans(),  # a partial sum read elsewhere too, which cuts its chain
         "cross": st.booleans(),  # a term that reads another sample's input
+        # terms that read the weights one place along: operand slots that overlap
+        "shift": st.sampled_from([0, 0, 1, -1]),
     }
 )
 
@@ -1158,6 +1160,8 @@ def build_chains(V, shape, seed):
     w = [[V(rng.uniform(-1, 1)) for _ in range(n)] for _ in range(m)]
     b = [V(rng.uniform(-1, 1)) for _ in range(m)]
     xs = [[V(rng.uniform(-2, 2)) for _ in range(n)] for _ in range(shape["samples"])]
+    ends = [V(rng.uniform(-1, 1)) for _ in range(2)]
+    along = [ends[0], *(v for row in w for v in row), ends[1]]  # the weights, one more each end
     outs = []
     for s, x in enumerate(xs):
         for j in range(m):
@@ -1167,6 +1171,8 @@ def build_chains(V, shape, seed):
                 terms[-1] = x[-1] * x[-1] if n > 1 else terms[-1]
             if shape["cross"] and s:
                 terms[0] = xs[s - 1][0]
+            if shape["shift"]:
+                terms = along[1 + j * n + shape["shift"] :][:n]
             # ops.dot: on C++ the nodes inside have no Python object, as in nn's layers
             if shape["tap"]:
                 half = n // 2 + 1
@@ -1176,7 +1182,7 @@ def build_chains(V, shape, seed):
             else:
                 acc = ops.dot(w[j], terms, start)
             outs.append({"relu": acc.relu, "exp": acc.exp, "none": lambda a=acc: a}[shape["act"]]())
-    leaves = [v for row in w for v in row] + b + [v for row in xs for v in row]
+    leaves = [v for row in w for v in row] + b + [v for row in xs for v in row] + ends
     return leaves, sum(outs[1:], outs[0]) if len(outs) > 1 else outs[0] * 1.0
 
 
@@ -1227,7 +1233,7 @@ def test_an_mlps_layers_replay_as_chains(backends):
 
 PASSES = st.tuples(st.sampled_from(["forward", "backward", "zero_grad"]), st.integers(0, 1))
 LAYER = {"samples": 3, "inputs": 8, "outputs": 3, "act": "none", "start": "bias"}
-LAYER.update(square=False, tap=False, cross=False)
+LAYER.update(square=False, tap=False, cross=False, shift=0)
 
 
 @given(
@@ -1238,6 +1244,10 @@ LAYER.update(square=False, tap=False, cross=False)
 @example(LAYER, 1, [("forward", 0), ("backward", 0)])  # the inner grads from the tops'
 @example(LAYER, 1, [("forward", 0), ("backward", 0), ("backward", 0)])
 @example(LAYER, 1, [("forward", 0), ("walk", [0, 0, 0, 0, 0, 0]), ("backward", 0)])
+# links whose grads must come in micrograd's order: operands that overlap, or a start among them
+@example({**LAYER, "act": "exp", "shift": -1}, 1, [("forward", 0), ("backward", 0)])
+@example({**LAYER, "act": "exp", "start": "input"}, 1, [("forward", 0), ("backward", 0)])
+@example({**LAYER, "act": "exp", "start": "weight"}, 1, [("forward", 0), ("backward", 0)])
 def test_chains_keep_their_inner_nodes_as_the_oracle_shows_them(backends, shape, seed, actions):
     """Sums of products whose inner nodes have no Python object, which C++ passes keep inside
     their chains (Note [Chains kept inside]), and a second program over the same nodes: replayed
