@@ -438,11 +438,24 @@ void add_scaled(double* __restrict out, const double* __restrict in, double g, s
     for (std::size_t k = 0; k < n; ++k) out[k] += in[k] * g;
 }
 
+// Where the compiler can, a loop with the same operations on each element gets a version for
+// wider vector registers, chosen when the module loads, as the machine has them: the same
+// IEEE additions and products, lane by lane, so the same results.
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define MG_WIDER_VECTORS __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef MG_WIDER_VECTORS
+#define MG_WIDER_VECTORS
+#endif
+
 // The rules of a run of chains whose links add to separate grads (Note [Chains]), from zero
 // inner grads (Note [Chains kept inside]): what chains_backward_run<false> computes, each
 // chain's links side by side.
-void separate_chains_backward_run(const Arrays& t, const Program::Strides* chain, std::size_t begin,
-                                  std::size_t end, std::size_t links) {
+MG_WIDER_VECTORS void separate_chains_backward_run(const Arrays& t, const Program::Strides* chain,
+                                                   std::size_t begin, std::size_t end,
+                                                   std::size_t links) {
     for (std::size_t base = begin; base < end; base += 2 * links, ++chain) {
         // Each sum passes the grad it got on, 0 + g (Rule<Op::add>), to the sum below and to
         // its product: every link gets the top's grad passed once, which passing on again
