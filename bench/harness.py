@@ -18,6 +18,12 @@ import os
 import subprocess
 import sys
 
+# Every backend runs on one thread, numpy's BLAS too: once scikit-learn's digits are loaded, its
+# idle threads would otherwise share this process's cores with the backends being timed. Set
+# before numpy is first imported (the workloads import it after this module).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 BACKENDS = ("cpp", "pure", "micrograd", "micrograd-nogc", "torch")
 UPSTREAM = ("micrograd", "micrograd-nogc")
 EXACT = ("cpp", "pure")  # backends that must equal the oracle bit for bit
