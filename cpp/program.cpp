@@ -183,33 +183,56 @@ bool keeps_micrograds_order(const std::vector<Node*>& order,
     return true;
 }
 
-// The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
-// [Creation order]); empty if the nodes' stamps do not give a topological order (the graph was
-// made over more than 2**32 creations).
-std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
+// The non-leaf slots of a program's nodes in micrograd's order: topological_order's walk
+// from the root (the last slot) over the operand slots, children first, each once.
+std::vector<std::uint32_t> topological_slots(const std::vector<std::uint32_t>& first,
+                                             const std::vector<std::uint32_t>& second,
+                                             std::size_t leaves) {
+    const std::size_t count = first.size();
+    std::vector<std::uint32_t> order;
+    order.reserve(count - leaves);
+    std::vector<bool> seen(count);
+    struct Frame {
+        std::uint32_t slot, next;  // the operand to visit next: 0 first, 1 second, 2 none
+    };
+    std::vector<Frame> stack{{static_cast<std::uint32_t>(count - 1), 0}};
+    while (!stack.empty()) {
+        Frame& f = stack.back();
+        if (f.next == 2) {
+            order.push_back(f.slot);
+            stack.pop_back();
+            continue;
+        }
+        const std::uint32_t k = f.next++ == 0 ? first[f.slot] : second[f.slot];
+        if (k < leaves || seen[k]) continue;  // a unary node's second operand is its first
+        seen[k] = true;
+        stack.push_back({k, 0});
+    }
+    return order;
+}
+
+// The non-leaf slots of `nodes` in the order they were made, oldest first (Note [Creation
+// order]), from `inner`, the same in topological order; empty if the nodes' stamps do not give
+// a topological order (the graph was made over more than 2**32 creations).
+std::vector<std::uint32_t> creation_order(const std::vector<Node*>& nodes,
                                           const std::vector<std::uint32_t>& first,
                                           const std::vector<std::uint32_t>& second,
-                                          const std::vector<std::uint32_t>& slot) {
-    const std::uint32_t newest = order.back()->made;  // the root's
-    std::vector<std::uint32_t> inner;                 // indices in `order`
-    inner.reserve(order.size());
-    for (std::size_t i = 0; i < order.size(); ++i) {
-        if (order[i]->op != Op::leaf) inner.push_back(static_cast<std::uint32_t>(i));
-    }
-    const auto age = [&](std::uint32_t i) { return std::uint32_t(newest - order[i]->made); };
+                                          std::size_t leaves, std::vector<std::uint32_t> inner) {
+    const std::uint32_t newest = nodes.back()->made;  // the root's
+    const auto age = [&](std::uint32_t s) { return std::uint32_t(newest - nodes[s]->made); };
     // The graph's nodes were mostly made one after another, so their ages (distinct, short of
     // 2**32 creations) cover a range not much wider than their number: each goes straight to
     // its place. Else, or if two share an age, a sort.
     std::uint32_t oldest = 0;
-    for (const std::uint32_t i : inner) oldest = std::max(oldest, age(i));
+    for (const std::uint32_t s : inner) oldest = std::max(oldest, age(s));
     bool placed = std::size_t{oldest} < 4 * inner.size() + 64;
     if (placed) {
         constexpr std::uint32_t none = ~std::uint32_t{0};
         std::vector<std::uint32_t> by_age(std::size_t{oldest} + 1, none);
-        for (const std::uint32_t i : inner) {
-            std::uint32_t& place = by_age[age(i)];
+        for (const std::uint32_t s : inner) {
+            std::uint32_t& place = by_age[age(s)];
             if (place != none) placed = false;
-            place = i;
+            place = s;
         }
         if (placed) {
             std::size_t k = 0;
@@ -222,14 +245,13 @@ std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
         std::stable_sort(inner.begin(), inner.end(),
                          [&](std::uint32_t a, std::uint32_t b) { return age(a) > age(b); });
     }
-    std::vector<bool> done(order.size());
-    for (const std::uint32_t i : inner) {
-        for (std::uint32_t operand : {first[i], second[i]}) {
-            if (order[operand]->op != Op::leaf && !done[operand]) return {};
+    std::vector<bool> done(nodes.size());
+    for (const std::uint32_t s : inner) {
+        for (std::uint32_t operand : {first[s], second[s]}) {
+            if (operand >= leaves && !done[operand]) return {};
         }
-        done[i] = true;
+        done[s] = true;
     }
-    for (std::uint32_t& i : inner) i = slot[i];
     return inner;
 }
 
@@ -570,13 +592,8 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
-    if (can_fail_somewhere) {  // the orders a failed pass is redone in (Note [Failed passes])
-        p->micrograd_order_.reserve(count - leaves);
-        for (std::size_t i = 0; i < count; ++i) {
-            if (order[i]->op != Op::leaf) p->micrograd_order_.push_back(slot[i]);
-        }
-        p->made_order_ = creation_order(order, first, second, slot);
-        if (p->made_order_.empty()) p->made_order_ = p->micrograd_order_;
+    if (can_fail_somewhere) {  // room for what a pass overwrites (Note [Failed passes])
+        p->can_fail_ = true;
         p->spare_.resize(count);
         for (std::size_t s = leaves; s < count; ++s) {
             if (facts(p->ops_[s]).gradient_can_fail) {
@@ -752,7 +769,7 @@ Status Program::forward() {
     const std::size_t count = nodes_.size();
     // A graph that can fail computes into spare_, keeping data_ and the inner grads as they were
     // in case it must redo the pass (Note [Failed passes]).
-    const bool may_fail = !made_order_.empty();
+    const bool may_fail = can_fail_;
     double* const out = may_fail ? spare_.data() : data_.data();
     for (std::size_t s = 0; s < leaves_; ++s) {
         out[s] = nodes_[s]->data;
@@ -795,6 +812,7 @@ Status Program::forward() {
     std::size_t done = leaves_;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in the order a rebuild computes, from the values before it.
+        list_failure_orders();  // out of memory, nothing has changed
         store_inside_chains();
         for (std::size_t s = 0; s < leaves_; ++s) data_[s] = out[s];
         const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
@@ -834,7 +852,10 @@ Status Program::backward() {
     const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
-    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
+    // Then a rule fails for certain: out of memory, the orders to redo it in throw before
+    // anything has changed.
+    const bool may_fail = can_fail_ && a_rule_would_fail();
+    if (may_fail) list_failure_orders();
     // Note [Chains kept inside]: from zero, the inner grads of chains wait; else they are stored
     // first, before the grads are read from the nodes (the tops' among them).
     const bool keep_inside = !runs_.empty() && !may_fail && inside_grads_ == InsideGrads::zero;
@@ -871,6 +892,14 @@ Status Program::backward() {
     // leave them.
     if (status != Status::ok) settle();
     return status;
+}
+
+void Program::list_failure_orders() {
+    if (!micrograd_order_.empty()) return;
+    std::vector<std::uint32_t> topological = topological_slots(first_, second_, leaves_);
+    std::vector<std::uint32_t> made = creation_order(nodes_, first_, second_, leaves_, topological);
+    made_order_ = made.empty() ? topological : std::move(made);
+    micrograd_order_.swap(topological);
 }
 
 bool Program::a_rule_would_fail() const {
