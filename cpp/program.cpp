@@ -85,9 +85,21 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const Chains& chains, std::vector<std::uint32_t>& level_of) {
     const std::size_t count = order.size();
     const bool any_chain = chains.any;
+    // The ops, read from the nodes once rather than by each pass below.
+    std::vector<Op> ops(count);
+    std::size_t non_leaves = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        ops[i] = order[i]->op;
+        if (ops[i] != Op::leaf) ++non_leaves;
+    }
+    const auto add_to = [&](std::uint32_t i, auto f) {  // for_each_target, on ops
+        f(first[i]);
+        if (is_binary(ops[i])) f(second[i]);
+    };
     std::vector<std::uint32_t> rules;  // micrograd's order, the root first; a chain by its top
+    rules.reserve(non_leaves);
     for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op != Op::leaf && !(any_chain && chains.inner[i])) {
+        if (ops[i] != Op::leaf && !(any_chain && chains.inner[i])) {
             rules.push_back(static_cast<std::uint32_t>(i));
         }
     }
@@ -101,11 +113,11 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         // A chain's rules add to the operands of its products and to its first sum's first.
         const auto each_target = [&](auto f) {
             if (!any_chain || chains.links[i] == 0) {
-                for_each_target(order, first, second, i, f);
+                add_to(i, f);
                 return;
             }
             for (std::uint32_t j = i;; j = first[j]) {
-                for_each_target(order, first, second, second[j], f);
+                add_to(second[j], f);
                 if (!chains.inner[first[j]]) {
                     f(first[j]);  // the first sum's first operand
                     break;
@@ -118,24 +130,26 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         deepest = std::max(deepest, level[i]);
     }
     // Stable counting sorts by op, then by level: ordered by level, then op, then micrograd.
-    const auto sort_by = [&rules](std::size_t keys, auto key_of) {
-        std::vector<std::uint32_t> start(keys + 1, 0), sorted(rules.size());
+    std::vector<std::uint32_t> sorted(rules.size());
+    const auto sort_by = [&rules, &sorted](std::size_t keys, auto key_of) {
+        std::vector<std::uint32_t> start(keys + 1, 0);
         for (std::uint32_t i : rules) ++start[key_of(i) + 1];
         for (std::size_t k = 1; k <= keys; ++k) start[k] += start[k - 1];
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
     sort_by(op_count + 1, [&](std::uint32_t i) {
-        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(order[i]->op);
+        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(ops[i]);
     });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
+    level_of.clear();
+    level_of.reserve(non_leaves);
     if (!any_chain) {
-        level_of.clear();
         for (std::uint32_t i : rules) level_of.push_back(level[i]);
         return rules;
     }
     std::vector<std::uint32_t> expanded;
-    level_of.clear();
+    expanded.reserve(non_leaves);
     for (std::uint32_t i : rules) {
         if (chains.links[i] == 0) {
             expanded.push_back(i);
@@ -143,40 +157,39 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
             continue;
         }
         for (std::uint32_t j = i;; j = first[j]) {  // each sum, then its product
-            expanded.insert(expanded.end(), {j, second[j]});
-            level_of.insert(level_of.end(), {level[i], level[i]});
+            expanded.push_back(j);
+            expanded.push_back(second[j]);
+            level_of.push_back(level[i]);
+            level_of.push_back(level[i]);
             if (!chains.inner[first[j]]) break;
         }
     }
     return expanded;
 }
 
-// Whether running the rules in `schedule` gives every grad its terms in micrograd's order
-// (reverse topological), each rule running after every rule that adds to its grad.
+// Whether running the rules in `schedule` (each non-leaf node's once) gives every grad its
+// terms in micrograd's order, each rule running after every rule that adds to its grad.
+// micrograd runs the rules in reverse topological order, so a grad's terms must come from
+// rules ever earlier in `order`.
 bool keeps_micrograds_order(const std::vector<Node*>& order,
                             const std::vector<std::uint32_t>& first,
                             const std::vector<std::uint32_t>& second,
                             const std::vector<std::uint32_t>& schedule) {
     const std::size_t count = order.size();
-    std::vector<std::uint32_t> start(count + 1, 0);
+    // to_come[k]: the terms of k's grad still to come; last[k]: the rule that added the latest
+    // (a rule may add twice: x*x).
+    std::vector<std::uint32_t> to_come(count, 0), last(count, ~std::uint32_t{0});
     for (std::uint32_t i = 0; i < count; ++i) {
         if (order[i]->op == Op::leaf) continue;
-        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++start[t + 1]; });
+        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++to_come[t]; });
     }
-    for (std::size_t k = 1; k <= count; ++k) start[k] += start[k - 1];
-    std::vector<std::uint32_t> writers(start[count]), next(start.begin(), start.end() - 1);
-    for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op == Op::leaf) continue;
-        const auto r = static_cast<std::uint32_t>(i);
-        for_each_target(order, first, second, r, [&](std::uint32_t t) { writers[next[t]++] = r; });
-    }
-    std::copy(start.begin(), start.end() - 1, next.begin());
     bool same = true;
     for (std::uint32_t r : schedule) {
-        if (next[r] != start[r + 1]) return false;  // a term of its grad is still to come
+        if (to_come[r] != 0) return false;
         for_each_target(order, first, second, r, [&](std::uint32_t t) {
-            same = same && next[t] < start[t + 1] && writers[next[t]] == r;
-            ++next[t];
+            same = same && r <= last[t];
+            last[t] = r;
+            --to_come[t];
         });
         if (!same) return false;
     }
