@@ -13,6 +13,19 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
+// Resets the marks of order[reset_from] on when compile() ends, however it ends (the others
+// are reset on the way).
+struct MarkedIndices {
+    const std::vector<Node*>& order;
+    std::size_t reset_from = 0;
+    explicit MarkedIndices(const std::vector<Node*>& nodes) : order(nodes) {}
+    MarkedIndices(const MarkedIndices&) = delete;
+    MarkedIndices& operator=(const MarkedIndices&) = delete;
+    ~MarkedIndices() {
+        for (std::size_t i = reset_from; i < order.size(); ++i) order[i]->mark = 0;
+    }
+};
+
 // Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
@@ -538,26 +551,24 @@ Status backward_runs(const Runs& runs, const Program::Strides* strides, const Ar
 Program* Program::compile(Node* root, Node** refused) {
     std::vector<Node*> order;
     topological_order(root, order);
-    for (Node* n : order) {
+    // Operands by index in `order`: a node comes after its operands, whose marks hold their
+    // indices by then. The marks go back to 0 as the program's arrays are filled.
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> first(count, 0), second(count, 0);
+    MarkedIndices marked(order);
+    for (std::size_t i = 0; i < count; ++i) {
+        Node* n = order[i];
         if (n->op == Op::custom || (n->flags & has_python_backward)) {
             *refused = n;
             return nullptr;
         }
-    }
-
-    // Operands by index in `order`.
-    const std::size_t count = order.size();
-    std::vector<std::uint32_t> first(count, 0), second(count, 0);
-    for (std::size_t i = 0; i < count; ++i) order[i]->mark = index_tag | i;
-    for (std::size_t i = 0; i < count; ++i) {
-        Node* n = order[i];
+        n->mark = index_tag | i;
         if (n->op == Op::leaf) continue;
         Node* a = n->operands.pair[0];
         Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
         first[i] = static_cast<std::uint32_t>(a->mark & ~index_tag);
         second[i] = static_cast<std::uint32_t>(b->mark & ~index_tag);
     }
-    for (Node* n : order) n->mark = 0;
 
     // Slots: the leaves, then the rules from the last to the first (Note [Slots]).
     std::vector<std::uint32_t> slot(count);
@@ -595,6 +606,7 @@ Program* Program::compile(Node* root, Node** refused) {
     for (std::size_t i = 0; i < count; ++i) {
         Node* n = order[i];
         const std::uint32_t s = slot[i];
+        n->mark = 0;
         retain(n);
         p->nodes_[s] = n;
         p->ops_[s] = n->op;
@@ -605,6 +617,7 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
+    marked.reset_from = count;
     if (can_fail_somewhere) {  // room for what a pass overwrites (Note [Failed passes])
         p->can_fail_ = true;
         p->spare_.resize(count);
