@@ -190,21 +190,25 @@ bool keeps_micrograds_order(const std::vector<Node*>& order,
                             const std::vector<std::uint32_t>& schedule) {
     const std::size_t count = order.size();
     // to_come[k]: the terms of k's grad still to come; last[k]: the rule that added the latest
-    // (a rule may add twice: x*x).
+    // (a rule may add twice: x*x). binary[k]: whether k's rule adds to its second operand, read
+    // from the nodes in order once rather than again in the schedule's order.
     std::vector<std::uint32_t> to_come(count, 0), last(count, ~std::uint32_t{0});
+    std::vector<bool> binary(count);
     for (std::uint32_t i = 0; i < count; ++i) {
-        if (order[i]->op == Op::leaf) continue;
-        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++to_come[t]; });
+        const Op op = order[i]->op;
+        if (op == Op::leaf) continue;
+        binary[i] = is_binary(op);
+        ++to_come[first[i]];
+        if (binary[i]) ++to_come[second[i]];
     }
-    bool same = true;
     for (std::uint32_t r : schedule) {
         if (to_come[r] != 0) return false;
-        for_each_target(order, first, second, r, [&](std::uint32_t t) {
-            same = same && r <= last[t];
+        for (const std::uint32_t t : {first[r], second[r]}) {
+            if (r > last[t]) return false;
             last[t] = r;
             --to_come[t];
-        });
-        if (!same) return false;
+            if (!binary[r]) break;
+        }
     }
     return true;
 }
