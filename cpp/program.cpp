@@ -13,8 +13,8 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
-// Resets the marks of order[reset_from] on when compile() ends, however it ends (the others
-// are reset on the way).
+// However compile() ends, resets to 0 the marks of the nodes from order[reset_from] on (those
+// before it were reset on the way).
 struct MarkedIndices {
     const std::vector<Node*>& order;
     std::size_t reset_from = 0;
