@@ -70,10 +70,11 @@ inline Node* const* children(const Node* n) {
 // Note [Creation order]
 // Every node is made after its operands, so the order the nodes were made in is a topological
 // order, the one Python code that builds the graph afresh evaluates it in. A replay's forward
-// follows it (program.hpp: compile), so that a replay fails at the node a rebuild fails at,
-// with the same exception. `made` counts modulo 2**32: within one graph, the age of a node is
-// its root's stamp minus its own, exact while the graph was made within 2**32 node creations
-// (compile() checks that the order it gets is topological, and keeps its own if not).
+// follows it (Note [Failed passes] in program.hpp), so that a replay fails at the node a
+// rebuild fails at, with the same exception. `made` counts modulo 2**32: within one graph, the
+// age of a node is its root's stamp minus its own, exact while the graph was made within 2**32
+// node creations (a Program checks that the order it gets is topological, and keeps its own if
+// not).
 extern std::uint32_t nodes_made;
 
 // Note [Counts in place]

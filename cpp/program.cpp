@@ -13,6 +13,19 @@ namespace {
 // from 1 and never reach it, and compile() resets the marks to 0 (never a traversal's) after.
 constexpr std::uint64_t index_tag = std::uint64_t{1} << 63;
 
+// However compile() ends, resets to 0 the marks of the nodes from order[reset_from] on (those
+// before it were reset on the way).
+struct MarkedIndices {
+    const std::vector<Node*>& order;
+    std::size_t reset_from = 0;
+    explicit MarkedIndices(const std::vector<Node*>& nodes) : order(nodes) {}
+    MarkedIndices(const MarkedIndices&) = delete;
+    MarkedIndices& operator=(const MarkedIndices&) = delete;
+    ~MarkedIndices() {
+        for (std::size_t i = reset_from; i < order.size(); ++i) order[i]->mark = 0;
+    }
+};
+
 // Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
@@ -85,9 +98,21 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
                                       const Chains& chains, std::vector<std::uint32_t>& level_of) {
     const std::size_t count = order.size();
     const bool any_chain = chains.any;
+    // The ops, read from the nodes once rather than by each pass below.
+    std::vector<Op> ops(count);
+    std::size_t non_leaves = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        ops[i] = order[i]->op;
+        if (ops[i] != Op::leaf) ++non_leaves;
+    }
+    const auto add_to = [&](std::uint32_t i, auto f) {  // for_each_target, on ops
+        f(first[i]);
+        if (is_binary(ops[i])) f(second[i]);
+    };
     std::vector<std::uint32_t> rules;  // micrograd's order, the root first; a chain by its top
+    rules.reserve(non_leaves);
     for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op != Op::leaf && !(any_chain && chains.inner[i])) {
+        if (ops[i] != Op::leaf && !(any_chain && chains.inner[i])) {
             rules.push_back(static_cast<std::uint32_t>(i));
         }
     }
@@ -101,11 +126,11 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         // A chain's rules add to the operands of its products and to its first sum's first.
         const auto each_target = [&](auto f) {
             if (!any_chain || chains.links[i] == 0) {
-                for_each_target(order, first, second, i, f);
+                add_to(i, f);
                 return;
             }
             for (std::uint32_t j = i;; j = first[j]) {
-                for_each_target(order, first, second, second[j], f);
+                add_to(second[j], f);
                 if (!chains.inner[first[j]]) {
                     f(first[j]);  // the first sum's first operand
                     break;
@@ -118,24 +143,26 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         deepest = std::max(deepest, level[i]);
     }
     // Stable counting sorts by op, then by level: ordered by level, then op, then micrograd.
-    const auto sort_by = [&rules](std::size_t keys, auto key_of) {
-        std::vector<std::uint32_t> start(keys + 1, 0), sorted(rules.size());
+    std::vector<std::uint32_t> sorted(rules.size());
+    const auto sort_by = [&rules, &sorted](std::size_t keys, auto key_of) {
+        std::vector<std::uint32_t> start(keys + 1, 0);
         for (std::uint32_t i : rules) ++start[key_of(i) + 1];
         for (std::size_t k = 1; k <= keys; ++k) start[k] += start[k - 1];
         for (std::uint32_t i : rules) sorted[start[key_of(i)]++] = i;
         rules.swap(sorted);
     };
     sort_by(op_count + 1, [&](std::uint32_t i) {
-        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(order[i]->op);
+        return any_chain && chains.links[i] ? op_count : static_cast<std::size_t>(ops[i]);
     });
     sort_by(std::size_t{deepest} + 1, [&level](std::uint32_t i) { return std::size_t{level[i]}; });
+    level_of.clear();
+    level_of.reserve(non_leaves);
     if (!any_chain) {
-        level_of.clear();
         for (std::uint32_t i : rules) level_of.push_back(level[i]);
         return rules;
     }
     std::vector<std::uint32_t> expanded;
-    level_of.clear();
+    expanded.reserve(non_leaves);
     for (std::uint32_t i : rules) {
         if (chains.links[i] == 0) {
             expanded.push_back(i);
@@ -143,42 +170,45 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
             continue;
         }
         for (std::uint32_t j = i;; j = first[j]) {  // each sum, then its product
-            expanded.insert(expanded.end(), {j, second[j]});
-            level_of.insert(level_of.end(), {level[i], level[i]});
+            expanded.push_back(j);
+            expanded.push_back(second[j]);
+            level_of.push_back(level[i]);
+            level_of.push_back(level[i]);
             if (!chains.inner[first[j]]) break;
         }
     }
     return expanded;
 }
 
-// Whether running the rules in `schedule` gives every grad its terms in micrograd's order
-// (reverse topological), each rule running after every rule that adds to its grad.
+// Whether running the rules in `schedule` (each non-leaf node's once) gives every grad its
+// terms in micrograd's order, each rule running after every rule that adds to its grad.
+// micrograd runs the rules in reverse topological order, so a grad's terms must come from
+// rules ever earlier in `order`.
 bool keeps_micrograds_order(const std::vector<Node*>& order,
                             const std::vector<std::uint32_t>& first,
                             const std::vector<std::uint32_t>& second,
                             const std::vector<std::uint32_t>& schedule) {
     const std::size_t count = order.size();
-    std::vector<std::uint32_t> start(count + 1, 0);
+    // to_come[k]: the terms of k's grad still to come; last[k]: the rule that added the latest
+    // (a rule may add twice: x*x). binary[k]: whether k's rule adds to its second operand, read
+    // from the nodes in order once rather than again in the schedule's order.
+    std::vector<std::uint32_t> to_come(count, 0), last(count, ~std::uint32_t{0});
+    std::vector<bool> binary(count);
     for (std::uint32_t i = 0; i < count; ++i) {
-        if (order[i]->op == Op::leaf) continue;
-        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++start[t + 1]; });
+        const Op op = order[i]->op;
+        if (op == Op::leaf) continue;
+        binary[i] = is_binary(op);
+        ++to_come[first[i]];
+        if (binary[i]) ++to_come[second[i]];
     }
-    for (std::size_t k = 1; k <= count; ++k) start[k] += start[k - 1];
-    std::vector<std::uint32_t> writers(start[count]), next(start.begin(), start.end() - 1);
-    for (std::size_t i = count; i-- > 0;) {
-        if (order[i]->op == Op::leaf) continue;
-        const auto r = static_cast<std::uint32_t>(i);
-        for_each_target(order, first, second, r, [&](std::uint32_t t) { writers[next[t]++] = r; });
-    }
-    std::copy(start.begin(), start.end() - 1, next.begin());
-    bool same = true;
     for (std::uint32_t r : schedule) {
-        if (next[r] != start[r + 1]) return false;  // a term of its grad is still to come
-        for_each_target(order, first, second, r, [&](std::uint32_t t) {
-            same = same && next[t] < start[t + 1] && writers[next[t]] == r;
-            ++next[t];
-        });
-        if (!same) return false;
+        if (to_come[r] != 0) return false;
+        for (const std::uint32_t t : {first[r], second[r]}) {
+            if (r > last[t]) return false;
+            last[t] = r;
+            --to_come[t];
+            if (!binary[r]) break;
+        }
     }
     return true;
 }
@@ -209,33 +239,56 @@ std::uint32_t place_leaves(const std::vector<Node*>& order, const std::vector<st
     return next;
 }
 
-// The slots of the non-leaf nodes of `order` in the order they were made, oldest first (Note
-// [Creation order]); empty if the nodes' stamps do not give a topological order (the graph was
-// made over more than 2**32 creations).
-std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
+// The non-leaf slots of a program's nodes in micrograd's order: topological_order's walk
+// from the root (the last slot) over the operand slots, children first, each once.
+std::vector<std::uint32_t> topological_slots(const std::vector<std::uint32_t>& first,
+                                             const std::vector<std::uint32_t>& second,
+                                             std::size_t leaves) {
+    const std::size_t count = first.size();
+    std::vector<std::uint32_t> order;
+    order.reserve(count - leaves);
+    std::vector<bool> seen(count);
+    struct Frame {
+        std::uint32_t slot, next;  // the operand to visit next: 0 first, 1 second, 2 none
+    };
+    std::vector<Frame> stack{{static_cast<std::uint32_t>(count - 1), 0}};
+    while (!stack.empty()) {
+        Frame& f = stack.back();
+        if (f.next == 2) {
+            order.push_back(f.slot);
+            stack.pop_back();
+            continue;
+        }
+        const std::uint32_t k = f.next++ == 0 ? first[f.slot] : second[f.slot];
+        if (k < leaves || seen[k]) continue;  // a unary node's second operand is its first
+        seen[k] = true;
+        stack.push_back({k, 0});
+    }
+    return order;
+}
+
+// The non-leaf slots of `nodes` in the order they were made, oldest first (Note [Creation
+// order]), from `inner`, the same in topological order; empty if the nodes' stamps do not give
+// a topological order (the graph was made over more than 2**32 creations).
+std::vector<std::uint32_t> creation_order(const std::vector<Node*>& nodes,
                                           const std::vector<std::uint32_t>& first,
                                           const std::vector<std::uint32_t>& second,
-                                          const std::vector<std::uint32_t>& slot) {
-    const std::uint32_t newest = order.back()->made;  // the root's
-    std::vector<std::uint32_t> inner;                 // indices in `order`
-    inner.reserve(order.size());
-    for (std::size_t i = 0; i < order.size(); ++i) {
-        if (order[i]->op != Op::leaf) inner.push_back(static_cast<std::uint32_t>(i));
-    }
-    const auto age = [&](std::uint32_t i) { return std::uint32_t(newest - order[i]->made); };
+                                          std::size_t leaves, std::vector<std::uint32_t> inner) {
+    const std::uint32_t newest = nodes.back()->made;  // the root's
+    const auto age = [&](std::uint32_t s) { return std::uint32_t(newest - nodes[s]->made); };
     // The graph's nodes were mostly made one after another, so their ages (distinct, short of
     // 2**32 creations) cover a range not much wider than their number: each goes straight to
     // its place. Else, or if two share an age, a sort.
     std::uint32_t oldest = 0;
-    for (const std::uint32_t i : inner) oldest = std::max(oldest, age(i));
+    for (const std::uint32_t s : inner) oldest = std::max(oldest, age(s));
     bool placed = std::size_t{oldest} < 4 * inner.size() + 64;
     if (placed) {
         constexpr std::uint32_t none = ~std::uint32_t{0};
         std::vector<std::uint32_t> by_age(std::size_t{oldest} + 1, none);
-        for (const std::uint32_t i : inner) {
-            std::uint32_t& place = by_age[age(i)];
+        for (const std::uint32_t s : inner) {
+            std::uint32_t& place = by_age[age(s)];
             if (place != none) placed = false;
-            place = i;
+            place = s;
         }
         if (placed) {
             std::size_t k = 0;
@@ -248,14 +301,13 @@ std::vector<std::uint32_t> creation_order(const std::vector<Node*>& order,
         std::stable_sort(inner.begin(), inner.end(),
                          [&](std::uint32_t a, std::uint32_t b) { return age(a) > age(b); });
     }
-    std::vector<bool> done(order.size());
-    for (const std::uint32_t i : inner) {
-        for (std::uint32_t operand : {first[i], second[i]}) {
-            if (order[operand]->op != Op::leaf && !done[operand]) return {};
+    std::vector<bool> done(nodes.size());
+    for (const std::uint32_t s : inner) {
+        for (std::uint32_t operand : {first[s], second[s]}) {
+            if (operand >= leaves && !done[operand]) return {};
         }
-        done[i] = true;
+        done[s] = true;
     }
-    for (std::uint32_t& i : inner) i = slot[i];
     return inner;
 }
 
@@ -572,26 +624,24 @@ Status backward_runs(const Runs& runs, const Program::Strides* strides, const Ar
 Program* Program::compile(Node* root, Node** refused) {
     std::vector<Node*> order;
     topological_order(root, order);
-    for (Node* n : order) {
+    // Operands by index in `order`: a node comes after its operands, whose marks hold their
+    // indices by then. The marks go back to 0 as the program's arrays are filled.
+    const std::size_t count = order.size();
+    std::vector<std::uint32_t> first(count, 0), second(count, 0);
+    MarkedIndices marked(order);
+    for (std::size_t i = 0; i < count; ++i) {
+        Node* n = order[i];
         if (n->op == Op::custom || (n->flags & has_python_backward)) {
             *refused = n;
             return nullptr;
         }
-    }
-
-    // Operands by index in `order`.
-    const std::size_t count = order.size();
-    std::vector<std::uint32_t> first(count, 0), second(count, 0);
-    for (std::size_t i = 0; i < count; ++i) order[i]->mark = index_tag | i;
-    for (std::size_t i = 0; i < count; ++i) {
-        Node* n = order[i];
+        n->mark = index_tag | i;
         if (n->op == Op::leaf) continue;
         Node* a = n->operands.pair[0];
         Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
         first[i] = static_cast<std::uint32_t>(a->mark & ~index_tag);
         second[i] = static_cast<std::uint32_t>(b->mark & ~index_tag);
     }
-    for (Node* n : order) n->mark = 0;
 
     bool can_fail_somewhere = false;
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
@@ -625,6 +675,7 @@ Program* Program::compile(Node* root, Node** refused) {
     for (std::size_t i = 0; i < count; ++i) {
         Node* n = order[i];
         const std::uint32_t s = slot[i];
+        n->mark = 0;
         retain(n);
         p->nodes_[s] = n;
         p->ops_[s] = n->op;
@@ -635,13 +686,9 @@ Program* Program::compile(Node* root, Node** refused) {
         p->second_[s] = slot[second[i]];
         if (n->op == Op::pow) p->exponent_[s] = n->operands.pow.exponent;
     }
-    if (can_fail_somewhere) {  // the orders a failed pass is redone in (Note [Failed passes])
-        p->micrograd_order_.reserve(count - leaves);
-        for (std::size_t i = 0; i < count; ++i) {
-            if (order[i]->op != Op::leaf) p->micrograd_order_.push_back(slot[i]);
-        }
-        p->made_order_ = creation_order(order, first, second, slot);
-        if (p->made_order_.empty()) p->made_order_ = p->micrograd_order_;
+    marked.reset_from = count;
+    if (can_fail_somewhere) {  // room for what a pass overwrites (Note [Failed passes])
+        p->can_fail_ = true;
         p->spare_.resize(count);
         for (std::size_t s = leaves; s < count; ++s) {
             if (facts(p->ops_[s]).gradient_can_fail) {
@@ -828,7 +875,7 @@ Status Program::forward() {
     const std::size_t count = nodes_.size();
     // A graph that can fail computes into spare_, keeping data_ and the inner grads as they were
     // in case it must redo the pass (Note [Failed passes]).
-    const bool may_fail = !made_order_.empty();
+    const bool may_fail = can_fail_;
     double* const out = may_fail ? spare_.data() : data_.data();
     for (std::size_t s = 0; s < leaves_; ++s) {
         out[s] = nodes_[s]->data;
@@ -871,6 +918,7 @@ Status Program::forward() {
     std::size_t done = leaves_;
     if (status != Status::ok && may_fail) {
         // Rare: redo the pass in the order a rebuild computes, from the values before it.
+        list_failure_orders();  // out of memory, nothing has changed
         store_inside_chains();
         for (std::size_t s = 0; s < leaves_; ++s) data_[s] = out[s];
         const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
@@ -910,7 +958,10 @@ Status Program::backward() {
     const bool is_unsettled = unsettled == this;
     const std::size_t count = nodes_.size();
     // A graph that can fail keeps the grads it starts from (Note [Failed passes]).
-    const bool may_fail = !micrograd_order_.empty() && a_rule_would_fail();
+    // Then a rule fails for certain: out of memory, the orders to redo it in throw before
+    // anything has changed.
+    const bool may_fail = can_fail_ && a_rule_would_fail();
+    if (may_fail) list_failure_orders();
     // Note [Chains kept inside]: from zero, the inner grads of chains wait; else they are stored
     // first, before the grads are read from the nodes (the tops' among them).
     const bool keep_inside = !runs_.empty() && !may_fail && inside_grads_ == InsideGrads::zero;
@@ -947,6 +998,14 @@ Status Program::backward() {
     // leave them.
     if (status != Status::ok) settle();
     return status;
+}
+
+void Program::list_failure_orders() {
+    if (!micrograd_order_.empty()) return;
+    std::vector<std::uint32_t> topological = topological_slots(first_, second_, leaves_);
+    std::vector<std::uint32_t> made = creation_order(nodes_, first_, second_, leaves_, topological);
+    made_order_ = made.empty() ? topological : std::move(made);
+    micrograd_order_.swap(topological);
 }
 
 bool Program::a_rule_would_fail() const {

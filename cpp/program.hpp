@@ -63,6 +63,8 @@ class Program final : public DeferredStores {
     void defer(bool holding_data);
     // Marks a pass's grad writes, keeping this program in step if it was.
     void count_grad_writes();
+    // Lists made_order_ and micrograd_order_ unless listed before (Note [Failed passes]).
+    void list_failure_orders();
     // Whether a rule would fail on the values in data_ (Note [Failed passes]).
     bool a_rule_would_fail() const;
     // Stores what chains kept inside (Note [Chains kept inside]): their inner data and grads,
@@ -120,7 +122,9 @@ class Program final : public DeferredStores {
     // rules that can fail (fallible_rules_) would on the values it reads. A pass that fails
     // stops, and is redone from the kept values node by node in micrograd's order: forward in
     // the order the nodes were made (made_order_, Note [Creation order]), backward in reverse
-    // topological order (micrograd_order_ from its end). The redo fails at the node a rebuild
+    // topological order (micrograd_order_ from its end); both are listed when a pass first
+    // fails, from the frozen operand slots and the nodes' stamps (which never change), so that
+    // a graph that never fails does not pay for them. The redo fails at the node a rebuild
     // fails at, and stores the nodes' results as before. The first pass writes only the
     // program's arrays, never the nodes, so only the redo's results reach them.
     std::vector<Node*> nodes_;  // each retained by the program
@@ -139,9 +143,11 @@ class Program final : public DeferredStores {
     };
     std::vector<Strides> strides_;
     std::vector<Run> runs_;
-    // If the graph can fail (Note [Failed passes]): its non-leaf slots in the order their nodes
-    // were made (or topological, if the graph's stamps do not tell: Note [Creation order]), in
-    // topological order, and room for the values a pass overwrites. Else all empty.
+    // If the graph can fail (Note [Failed passes]): room for the values a pass overwrites; once
+    // a pass failed, its non-leaf slots in the order their nodes were made (or topological, if
+    // the graph's stamps do not tell: Note [Creation order]) and in topological order. Else
+    // all empty.
+    bool can_fail_ = false;
     std::vector<std::uint32_t> made_order_, micrograd_order_;
     std::vector<std::uint32_t> fallible_rules_;  // slots whose op's gradient can fail
     std::vector<double> spare_;

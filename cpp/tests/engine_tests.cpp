@@ -2016,6 +2016,97 @@ TEST(a_forward_fails_at_the_first_failing_node_made) {
     for (Node* n : {root, ex, lg, y, x}) mg::release(n);
 }
 
+TEST(a_forward_fails_in_topological_order_where_the_stamps_do_not_give_one) {
+    // Note [Creation order]: over more than 2**32 creations, a node's stamp may make it look
+    // older than its operand. The replay then fails where the topological order does: at the
+    // exp (before the log in exp(y * y) + log(x)), though the log looks made first.
+    const std::uint32_t saved = mg::nodes_made;
+    Status status = Status::ok;
+    Node* x = mg::new_leaf(1.0);
+    Node* y = mg::new_leaf(1.0);
+    mg::nodes_made = 3000;
+    Node* yy = mg::mul(y, y);
+    mg::nodes_made = 2000;
+    Node* ex = mg::exp(yy, &status);  // looks older than yy
+    mg::nodes_made = 1000;
+    Node* lg = mg::log(x, &status);
+    mg::nodes_made = 4000;
+    Node* root = mg::add(ex, lg);
+    mg::nodes_made = saved;
+    CHECK_STATUS(status, Status::ok);
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    x->data = 0.0;    // the log fails
+    y->data = 100.0;  // and the exp overflows
+    CHECK_STATUS(program->forward(), Status::math_range_error);
+    CHECK_SAME(yy->data, 10000.0);  // before the exp: updated
+    CHECK_SAME(lg->data, 0.0);      // after it: untouched
+    CHECK_SAME(root->data, std::exp(1.0));
+    delete program;
+    for (Node* n : {root, lg, ex, yy, y, x}) mg::release(n);
+}
+
+TEST(a_pass_out_of_memory_before_its_redo_changes_nothing) {
+    // The orders a failed pass is redone in are listed when one first fails (Note [Failed
+    // passes]). Out of memory then, the pass throws std::bad_alloc having changed nothing, and
+    // the next one fails where a rebuild does.
+    Owned own;
+    Status status = Status::ok;
+    Node* x = own(mg::new_leaf(1.0));
+    Node* y = own(mg::new_leaf(1.0));
+    Node* lg = own(mg::log(x, &status));
+    Node* ex = own(mg::exp(y, &status));
+    Node* root = own(mg::add(ex, lg));
+    CHECK_STATUS(status, Status::ok);
+    mg::Program* program = compiled(root);
+    REQUIRE(program);
+    x->data = 0.0;     // the log, made first, fails
+    y->data = 1000.0;  // and the exp overflows
+    bool threw = false;
+    failing_allocations = true;
+    try {
+        program->forward();
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    failing_allocations = false;
+    CHECK(threw);
+    CHECK(mg::unsettled == nullptr);
+    CHECK_SAME(ex->data, std::exp(1.0));
+    CHECK_SAME(lg->data, 0.0);
+    CHECK_SAME(root->data, std::exp(1.0));
+    CHECK_STATUS(program->forward(), Status::math_domain_error);
+    CHECK_SAME(ex->data, std::exp(1.0));  // made after the failing log: untouched
+    delete program;
+
+    // backward: the log's rule divides by x, now 0, so it fails for certain.
+    Node* u = own(mg::new_leaf(3.0));
+    Node* m = own(mg::mul(u, u));
+    Node* sum = own(mg::add(m, lg));
+    program = compiled(sum);
+    REQUIRE(program);
+    threw = false;
+    failing_allocations = true;
+    try {
+        program->backward();
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    failing_allocations = false;
+    CHECK(threw);
+    CHECK(mg::unsettled == nullptr);
+    for (Node* n : {sum, m, lg, u, x}) CHECK_SAME(n->grad, 0.0);
+    CHECK_STATUS(program->backward(), Status::division_by_zero);
+    mg::settle();
+    // Reverse topological order: sum, lg (fails); m and u are never reached.
+    CHECK_SAME(sum->grad, 1.0);
+    CHECK_SAME(lg->grad, 1.0);
+    CHECK_SAME(m->grad, 1.0);
+    CHECK_SAME(u->grad, 0.0);
+    CHECK_SAME(x->grad, 0.0);
+    delete program;
+}
+
 TEST(a_wide_graph_that_fails_replays_in_runs_and_fails_where_a_rebuild_does) {
     // Eight lanes, made one after the other: a = exp(x), b = log(a); then a tree of '+'. The
     // runs compute every exp before any log, so with lane 0's exp giving 0 (its log fails)
