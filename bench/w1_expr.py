@@ -4,9 +4,11 @@ and its compiled replay."""
 import math
 import operator
 import random
+import time
 from functools import lru_cache
+from types import SimpleNamespace
 
-from harness import COST_NS, Pass, load
+from harness import COST_NS, REL_TOL, Pass, load
 from tape import check_tape_anchor, run_tape_anchor, tape_of
 
 W1_OPS = 100_000
@@ -108,6 +110,22 @@ def w1_forward(leaves, steps):
     for f, b in steps:
         r = f(r) if b is None else f(r, b)
     return r, leaves
+
+
+def w1_forward_on_floats(n_ops):
+    """ns per op of w1_forward over the program of n_ops ops on plain Python floats, with
+    relu a Python function and tanh math's: the interpreter's floor for that loop."""
+
+    def relu(x):
+        return 0.0 if x < 0 else x
+
+    floats = SimpleNamespace(Value=float, relu=relu, tanh=math.tanh)
+    leaves, steps = w1_setup(floats, w1_program(n_ops))
+    t0 = time.perf_counter_ns()
+    root, _ = w1_forward(leaves, steps)
+    elapsed = time.perf_counter_ns() - t0
+    assert math.isclose(root, w1_program(n_ops).result, rel_tol=REL_TOL)  # '/' is r / b here
+    return elapsed / n_ops
 
 
 @lru_cache(maxsize=4)
