@@ -301,6 +301,20 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
+// Whether call() threw std::bad_alloc with every allocation failing while it ran.
+template <typename F>
+bool runs_out_of_memory(F call) {
+    bool threw = false;
+    failing_allocations = true;
+    try {
+        call();
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    failing_allocations = false;
+    return threw;
+}
+
 TEST(backward_out_of_memory_gives_the_scratch_space_back) {
     Owned own;
     Node* a = own(mg::new_leaf(2.0));
@@ -308,15 +322,7 @@ TEST(backward_out_of_memory_gives_the_scratch_space_back) {
     CHECK_STATUS(mg::backward(small), Status::ok);  // the scratch space now fits this graph
     Node* chain = a;
     for (int i = 0; i < 100; ++i) chain = own(mg::add(chain, a));
-    bool threw = false;
-    failing_allocations = true;
-    try {
-        mg::backward(chain);  // its traversal needs more scratch space
-    } catch (const std::bad_alloc&) {
-        threw = true;
-    }
-    failing_allocations = false;
-    CHECK(threw);
+    CHECK(runs_out_of_memory([&] { mg::backward(chain); }));  // it needs more scratch space
     allocations = 0;
     const Status status = mg::backward(small);
     const std::uint64_t made = allocations;  // before the checks, which allocate their messages
@@ -2062,15 +2068,7 @@ TEST(a_pass_out_of_memory_before_its_redo_changes_nothing) {
     REQUIRE(program);
     x->data = 0.0;     // the log, made first, fails
     y->data = 1000.0;  // and the exp overflows
-    bool threw = false;
-    failing_allocations = true;
-    try {
-        program->forward();
-    } catch (const std::bad_alloc&) {
-        threw = true;
-    }
-    failing_allocations = false;
-    CHECK(threw);
+    CHECK(runs_out_of_memory([&] { program->forward(); }));
     CHECK(mg::unsettled == nullptr);
     CHECK_SAME(ex->data, std::exp(1.0));
     CHECK_SAME(lg->data, 0.0);
@@ -2085,15 +2083,7 @@ TEST(a_pass_out_of_memory_before_its_redo_changes_nothing) {
     Node* sum = own(mg::add(m, lg));
     program = compiled(sum);
     REQUIRE(program);
-    threw = false;
-    failing_allocations = true;
-    try {
-        program->backward();
-    } catch (const std::bad_alloc&) {
-        threw = true;
-    }
-    failing_allocations = false;
-    CHECK(threw);
+    CHECK(runs_out_of_memory([&] { program->backward(); }));
     CHECK(mg::unsettled == nullptr);
     for (Node* n : {sum, m, lg, u, x}) CHECK_SAME(n->grad, 0.0);
     CHECK_STATUS(program->backward(), Status::division_by_zero);
