@@ -492,8 +492,9 @@ void add_scaled(double* __restrict out, const double* __restrict in, double g, s
 
 // Where the compiler can, a loop with the same operations on each element gets a version for
 // wider vector registers, chosen when the module loads, as the machine has them: the same
-// IEEE additions and products, lane by lane, so the same results.
-#if defined(__x86_64__) && defined(__has_attribute)
+// IEEE additions and products, lane by lane, so the same results. The choice is made by the
+// dynamic loader (an ifunc), which glibc's has and macOS's and musl's do not.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define MG_WIDER_VECTORS __attribute__((target_clones("avx2", "default")))
 #endif
