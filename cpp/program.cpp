@@ -29,12 +29,17 @@ struct MarkedIndices {
 // Whether replaying this node can raise: its op's can_fail (Note [Op table]).
 bool can_fail(const Node* n) { return facts(n->op).can_fail(n->data); }
 
+// While compiling, the nodes of the topological order are known by their index in it: ops[i]
+// is node i's op, first[i] and second[i] its operands' indices.
+using Ops = std::vector<Op>;
+using Indices = std::vector<std::uint32_t>;
+
 // The operands whose grads node i's rule adds to, in the order it adds (Note [Op table]).
 template <typename F>
-void for_each_target(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
-                     const std::vector<std::uint32_t>& second, std::uint32_t i, F f) {
+void for_each_target(const Ops& ops, const Indices& first, const Indices& second, std::uint32_t i,
+                     F f) {
     f(first[i]);
-    if (is_binary(order[i]->op)) f(second[i]);
+    if (is_binary(ops[i])) f(second[i]);
 }
 
 // Chains of sums of products (Note [Chains]): links[i] is the number of links of the chain
@@ -48,19 +53,18 @@ struct Chains {
 
 constexpr std::uint32_t shortest_chain = 4;  // shorter sums replay as ordinary rules
 
-Chains find_chains(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
-                   const std::vector<std::uint32_t>& second) {
-    const std::size_t count = order.size();
+Chains find_chains(const Ops& ops, const Indices& first, const Indices& second) {
+    const std::size_t count = ops.size();
     std::vector<std::uint32_t> parents(count, 0);
     for (std::uint32_t i = 0; i < count; ++i) {
-        if (order[i]->op == Op::leaf) continue;
-        for_each_target(order, first, second, i, [&](std::uint32_t t) { ++parents[t]; });
+        if (ops[i] == Op::leaf) continue;
+        for_each_target(ops, first, second, i, [&](std::uint32_t t) { ++parents[t]; });
     }
     // A link: a sum whose second operand is a product only it reads. It continues the chain
     // of its first operand if that is a link only it reads.
     const auto is_link = [&](std::uint32_t i) {
-        return order[i]->op == Op::add && first[i] != second[i] &&
-               order[second[i]]->op == Op::mul && parents[second[i]] == 1;
+        return ops[i] == Op::add && first[i] != second[i] && ops[second[i]] == Op::mul &&
+               parents[second[i]] == 1;
     };
     const auto continues = [&](std::uint32_t i) {
         return is_link(i) && is_link(first[i]) && parents[first[i]] == 1;
@@ -88,27 +92,15 @@ Chains find_chains(const std::vector<Node*>& order, const std::vector<std::uint3
     return c;
 }
 
-// The non-leaf nodes of `order` (children first) in the order of Note [Slots]: by level, then
-// op (a chain after every op), then micrograd's order; a chain's nodes together, from its top
-// down, each sum before its product. first and second are the operands' indices in `order`.
-// level_of gets each rule's level, in the same order.
-std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
-                                      const std::vector<std::uint32_t>& first,
-                                      const std::vector<std::uint32_t>& second,
+// The non-leaf nodes (children first) in the order of Note [Slots]: by level, then op (a chain
+// after every op), then micrograd's order; a chain's nodes together, from its top down, each
+// sum before its product. level_of gets each rule's level, in the same order.
+std::vector<std::uint32_t> rule_order(const Ops& ops, const Indices& first, const Indices& second,
                                       const Chains& chains, std::vector<std::uint32_t>& level_of) {
-    const std::size_t count = order.size();
+    const std::size_t count = ops.size();
     const bool any_chain = chains.any;
-    // The ops, read from the nodes once rather than by each pass below.
-    std::vector<Op> ops(count);
-    std::size_t non_leaves = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        ops[i] = order[i]->op;
-        if (ops[i] != Op::leaf) ++non_leaves;
-    }
-    const auto add_to = [&](std::uint32_t i, auto f) {  // for_each_target, on ops
-        f(first[i]);
-        if (is_binary(ops[i])) f(second[i]);
-    };
+    const std::size_t non_leaves =
+        count - static_cast<std::size_t>(std::count(ops.begin(), ops.end(), Op::leaf));
     std::vector<std::uint32_t> rules;  // micrograd's order, the root first; a chain by its top
     rules.reserve(non_leaves);
     for (std::size_t i = count; i-- > 0;) {
@@ -126,11 +118,11 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
         // A chain's rules add to the operands of its products and to its first sum's first.
         const auto each_target = [&](auto f) {
             if (!any_chain || chains.links[i] == 0) {
-                add_to(i, f);
+                for_each_target(ops, first, second, i, f);
                 return;
             }
             for (std::uint32_t j = i;; j = first[j]) {
-                add_to(second[j], f);
+                for_each_target(ops, first, second, second[j], f);
                 if (!chains.inner[first[j]]) {
                     f(first[j]);  // the first sum's first operand
                     break;
@@ -183,49 +175,42 @@ std::vector<std::uint32_t> rule_order(const std::vector<Node*>& order,
 // Whether running the rules in `schedule` (each non-leaf node's once) gives every grad its
 // terms in micrograd's order, each rule running after every rule that adds to its grad.
 // micrograd runs the rules in reverse topological order, so a grad's terms must come from
-// rules ever earlier in `order`.
-bool keeps_micrograds_order(const std::vector<Node*>& order,
-                            const std::vector<std::uint32_t>& first,
-                            const std::vector<std::uint32_t>& second,
+// rules ever earlier in the topological order.
+bool keeps_micrograds_order(const Ops& ops, const Indices& first, const Indices& second,
                             const std::vector<std::uint32_t>& schedule) {
-    const std::size_t count = order.size();
+    const std::size_t count = ops.size();
     // to_come[k]: the terms of k's grad still to come; last[k]: the rule that added the latest
-    // (a rule may add twice: x*x). binary[k]: whether k's rule adds to its second operand, read
-    // from the nodes in order once rather than again in the schedule's order.
+    // (a rule may add twice: x*x).
     std::vector<std::uint32_t> to_come(count, 0), last(count, ~std::uint32_t{0});
-    std::vector<bool> binary(count);
     for (std::uint32_t i = 0; i < count; ++i) {
-        const Op op = order[i]->op;
-        if (op == Op::leaf) continue;
-        binary[i] = is_binary(op);
-        ++to_come[first[i]];
-        if (binary[i]) ++to_come[second[i]];
+        if (ops[i] == Op::leaf) continue;
+        for_each_target(ops, first, second, i, [&](std::uint32_t t) { ++to_come[t]; });
     }
     for (std::uint32_t r : schedule) {
         if (to_come[r] != 0) return false;
-        for (const std::uint32_t t : {first[r], second[r]}) {
-            if (r > last[t]) return false;
+        bool in_order = true;
+        for_each_target(ops, first, second, r, [&](std::uint32_t t) {
+            in_order = in_order && r <= last[t];
             last[t] = r;
             --to_come[t];
-            if (!binary[r]) break;
-        }
+        });
+        if (!in_order) return false;
     }
     return true;
 }
 
 constexpr std::uint32_t unplaced = ~std::uint32_t{0};
 
-// Gives the leaves of `order` their slots, from 0 on, as Note [Leaf layout] orders them, in
-// slot (unplaced before); returns how many there are.
-std::uint32_t place_leaves(const std::vector<Node*>& order, const std::vector<std::uint32_t>& first,
-                           const std::vector<std::uint32_t>& second, const Chains& chains,
-                           std::vector<std::uint32_t>& slot) {
+// Gives the leaves their slots, from 0 on, as Note [Leaf layout] orders them, in slot
+// (unplaced before); returns how many there are.
+std::uint32_t place_leaves(const Ops& ops, const Indices& first, const Indices& second,
+                           const Chains& chains, std::vector<std::uint32_t>& slot) {
     std::uint32_t next = 0;
     const auto place = [&](std::uint32_t i) {
-        if (order[i]->op == Op::leaf && slot[i] == unplaced) slot[i] = next++;
+        if (ops[i] == Op::leaf && slot[i] == unplaced) slot[i] = next++;
     };
     std::vector<std::uint32_t> products;  // a chain's, from its top down
-    for (std::size_t i = 0; chains.any && i < order.size(); ++i) {
+    for (std::size_t i = 0; chains.any && i < ops.size(); ++i) {
         if (chains.links[i] == 0) continue;
         products.clear();
         for (std::uint32_t j = static_cast<std::uint32_t>(i);; j = first[j]) {
@@ -235,7 +220,7 @@ std::uint32_t place_leaves(const std::vector<Node*>& order, const std::vector<st
         for (auto m = products.rbegin(); m != products.rend(); ++m) place(first[*m]);
         for (auto m = products.rbegin(); m != products.rend(); ++m) place(second[*m]);
     }
-    for (std::size_t i = 0; i < order.size(); ++i) place(static_cast<std::uint32_t>(i));
+    for (std::size_t i = 0; i < ops.size(); ++i) place(static_cast<std::uint32_t>(i));
     return next;
 }
 
@@ -625,10 +610,11 @@ Status backward_runs(const Runs& runs, const Program::Strides* strides, const Ar
 Program* Program::compile(Node* root, Node** refused) {
     std::vector<Node*> order;
     topological_order(root, order);
-    // Operands by index in `order`: a node comes after its operands, whose marks hold their
-    // indices by then. The marks go back to 0 as the program's arrays are filled.
+    // Ops and operands by index in `order`: a node comes after its operands, whose marks hold
+    // their indices by then. The marks go back to 0 as the program's arrays are filled.
     const std::size_t count = order.size();
-    std::vector<std::uint32_t> first(count, 0), second(count, 0);
+    Ops ops(count);
+    Indices first(count, 0), second(count, 0);
     MarkedIndices marked(order);
     for (std::size_t i = 0; i < count; ++i) {
         Node* n = order[i];
@@ -637,6 +623,7 @@ Program* Program::compile(Node* root, Node** refused) {
             return nullptr;
         }
         n->mark = index_tag | i;
+        ops[i] = n->op;
         if (n->op == Op::leaf) continue;
         Node* a = n->operands.pair[0];
         Node* b = is_binary(n->op) ? n->operands.pair[1] : a;
@@ -648,16 +635,16 @@ Program* Program::compile(Node* root, Node** refused) {
     for (const Node* n : order) can_fail_somewhere = can_fail_somewhere || can_fail(n);
     // Chains replay as units (Note [Chains]) if that keeps every grad's terms in order, which
     // keeps_micrograds_order() checks of the whole schedule; else the graph replays without.
-    Chains chains = find_chains(order, first, second);
+    Chains chains = find_chains(ops, first, second);
     std::vector<std::uint32_t> levels;
-    std::vector<std::uint32_t> rules = rule_order(order, first, second, chains, levels);
-    if (chains.any && !keeps_micrograds_order(order, first, second, rules)) {
+    std::vector<std::uint32_t> rules = rule_order(ops, first, second, chains, levels);
+    if (chains.any && !keeps_micrograds_order(ops, first, second, rules)) {
         chains = Chains{};
-        rules = rule_order(order, first, second, chains, levels);
+        rules = rule_order(ops, first, second, chains, levels);
     }
     // Slots: the leaves, then the rules from the last to the first (Note [Slots]).
     std::vector<std::uint32_t> slot(count, unplaced);
-    const std::uint32_t leaves = place_leaves(order, first, second, chains, slot);
+    const std::uint32_t leaves = place_leaves(ops, first, second, chains, slot);
     for (std::size_t r = 0; r < rules.size(); ++r) {
         slot[rules[r]] = static_cast<std::uint32_t>(count - 1 - r);
     }
