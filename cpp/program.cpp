@@ -801,19 +801,13 @@ void Program::store_inside_chains() {
     store_inside_grads();
     if (!inside_data_waits_) return;
     inside_data_waits_ = false;
+    const Arrays arrays{first_.data(), second_.data(), exponent_.data(), data_.data(),
+                        grad_.data()};
     for (const Run& r : runs_) {
         if (!r.links || !r.keeps_inside) continue;
-        const std::size_t span = 2 * std::size_t{r.links};
-        for (std::size_t c = r.begin; c < r.end; c += span) {
-            double sum = data_[first_[c + 1]];
-            for (std::size_t m = c; m < c + span; m += 2) {
-                double product;
-                Rule<Op::mul>::forward(data_[first_[m]], data_[second_[m]], 0.0, &product);
-                Rule<Op::add>::forward(sum, product, 0.0, &sum);
-                data_[m] = product;
-                data_[m + 1] = sum;
-            }
-        }
+        // A forward's kernel storing every node, leaving the grads as they are.
+        chains_forward_run<false, true>(arrays, strides_.data(), r.strided_from, r.begin, r.end,
+                                        r.links);
     }
 }
 
