@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "guarded.hpp"
+#include "methods.hpp"
 
 namespace mg::python {
 namespace {
@@ -130,10 +131,7 @@ PyObject* reduce(PyObject* a, PyObject* b, PyObject* start) {
 }
 
 PyObject* fused_sum(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "sum(values, start=0) takes 1 or 2 arguments");
-        return nullptr;
-    }
+    if (!takes_arguments(nargs, 1, 2, "sum(values, start=0)")) return nullptr;
     PyObject* zero = nullptr;
     PyObject* start = nargs == 2 ? args[1] : (zero = PyLong_FromLong(0));
     if (!start) return nullptr;
@@ -143,10 +141,7 @@ PyObject* fused_sum(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* fused_dot(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "dot(a, b, start=0) takes 2 or 3 arguments");
-        return nullptr;
-    }
+    if (!takes_arguments(nargs, 2, 3, "dot(a, b, start=0)")) return nullptr;
     PyObject* zero = nullptr;
     PyObject* start = nargs == 3 ? args[2] : (zero = PyLong_FromLong(0));
     if (!start) return nullptr;
@@ -275,10 +270,7 @@ PyObject* neuron_forward(PyObject* w, PyObject* b, PyObject* xs, PyObject* nonli
 // act.relu() if nonlin else act; ValueError, before any node is made, unless x holds len(w)
 // inputs.
 PyObject* fused_neuron(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "neuron(w, b, x, nonlin) takes 4 arguments");
-        return nullptr;
-    }
+    if (!takes_arguments(nargs, 4, 4, "neuron(w, b, x, nonlin)")) return nullptr;
     PyObject *w = args[0], *b = args[1], *x = args[2], *nonlin = args[3];
     // With nonlin a bool, the fast path makes no Python call at all
     PyObject* out;
@@ -317,10 +309,7 @@ PyObject* neuron_object_forward(PyObject* neuron, PyObject* x) {
 
 // layer(neurons, x): [n(x) for n in neurons] for micrograd's Neuron objects, in one call.
 PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "layer(neurons, x) takes 2 arguments");
-        return nullptr;
-    }
+    if (!takes_arguments(nargs, 2, 2, "layer(neurons, x)")) return nullptr;
     PyObject* neurons = PySequence_Fast(args[0], "layer() takes a sequence of neurons");
     if (!neurons) return nullptr;
     PyObject* out = PyList_New(0);
@@ -348,9 +337,7 @@ PyObject* fused_layer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // Nothing observable happens before NotImplemented: only the list's items' types are read. The
 // types are compared by identity, which is what the set's comparison comes to for classes.
 PyObject* layer_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError,
-                        "layer_call(neurons, x, neuron_type, python_layer) takes 4 arguments");
+    if (!takes_arguments(nargs, 4, 4, "layer_call(neurons, x, neuron_type, python_layer)")) {
         return nullptr;
     }
     PyObject* neurons = args[0];
@@ -377,24 +364,19 @@ PyObject* layer_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef fused_methods[] = {
-    {"layer_call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<layer_call>)),
-     METH_FASTCALL,
+    {"layer_call", as_method(guarded<layer_call>), METH_FASTCALL,
      "layer_call(neurons, x, neuron_type, python_layer)\n--\n\nmicrograd_cpp.nn's Layer "
      "forward: NotImplemented unless every neuron is exactly neuron_type; else ops.layer's "
      "outputs, the only one alone."},
-    {"layer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_layer>)),
-     METH_FASTCALL,
+    {"layer", as_method(guarded<fused_layer>), METH_FASTCALL,
      "layer(neurons, x)\n--\n\n[neuron(x) for neuron in neurons] for micrograd Neurons, in one "
      "call."},
-    {"sum", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_sum>)),
-     METH_FASTCALL,
+    {"sum", as_method(guarded<fused_sum>), METH_FASTCALL,
      "sum(values, start=0)\n--\n\nPython's sum(values, start), building the same nodes in one "
      "call."},
-    {"dot", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_dot>)),
-     METH_FASTCALL,
+    {"dot", as_method(guarded<fused_dot>), METH_FASTCALL,
      "dot(a, b, start=0)\n--\n\nsum((ai*bi for ai, bi in zip(a, b)), start) in one call."},
-    {"neuron", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<fused_neuron>)),
-     METH_FASTCALL,
+    {"neuron", as_method(guarded<fused_neuron>), METH_FASTCALL,
      "neuron(w, b, x, nonlin)\n--\n\nmicrograd's Neuron forward: sum((wi*xi for wi, xi in "
      "zip(w, x)), b), then relu() if nonlin; ValueError unless x holds len(w) inputs."},
     {nullptr, nullptr, 0, nullptr},

@@ -6,6 +6,7 @@
 
 #include "fused.hpp"
 #include "guarded.hpp"
+#include "methods.hpp"
 
 namespace mg::python {
 namespace {
@@ -249,10 +250,9 @@ bool layer_forward(PyObject* layer, Inputs& x, const Call& call) {
 //     return x
 // NotImplemented, having read nothing, unless layers is a list. Note [Hidden outputs stay nodes].
 PyObject* mlp_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "mlp_call(layers, x, layer_type, neuron_type, layer_forward, "
-                        "python_layer) takes 6 arguments");
+    if (!takes_arguments(nargs, 6, 6,
+                         "mlp_call(layers, x, layer_type, neuron_type, layer_forward, "
+                         "python_layer)")) {
         return nullptr;
     }
     PyObject* layers = args[0];
@@ -270,8 +270,7 @@ PyObject* mlp_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef mlp_methods[] = {
-    {"mlp_call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<mlp_call>)),
-     METH_FASTCALL,
+    {"mlp_call", as_method(guarded<mlp_call>), METH_FASTCALL,
      "mlp_call(layers, x, layer_type, neuron_type, layer_forward, python_layer)\n--\n\n"
      "micrograd_cpp.nn's MLP forward, `for layer in layers: x = layer(x)`, in one call; "
      "NotImplemented unless layers is a list."},

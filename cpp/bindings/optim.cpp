@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../deferred_stores.hpp"
+#include "methods.hpp"
 #include "optim.hpp"
 
 namespace mg::python {
@@ -113,10 +114,7 @@ PyObject* guarded(Step step) {
 
 // sgd_step(params, momentum_buffers, step, lr, momentum, weight_decay)
 PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(
-            PyExc_TypeError,
-            "sgd_step(params, buf, step, lr, momentum, weight_decay) takes 6 arguments");
+    if (!takes_arguments(nargs, 6, 6, "sgd_step(params, buf, step, lr, momentum, weight_decay)")) {
         return nullptr;
     }
     return guarded([args](PyObject*& items) -> PyObject* {
@@ -143,10 +141,8 @@ PyObject* sgd(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 // adamw_step(params, m, v, step, lr, beta1, beta2, eps, weight_decay)
 PyObject* adamw(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "adamw_step(params, m, v, step, lr, beta1, beta2, eps, "
-                        "weight_decay) takes 9 arguments");
+    if (!takes_arguments(nargs, 9, 9,
+                         "adamw_step(params, m, v, step, lr, beta1, beta2, eps, weight_decay)")) {
         return nullptr;
     }
     return guarded([args](PyObject*& items) -> PyObject* {
@@ -193,10 +189,7 @@ PyObject* zero_grads(PyObject*, PyObject* arg) {
 // may run Python); from there to the last write nothing calls into Python (Note [Calls into
 // Python]).
 PyObject* set_data(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "set_data(values, numbers) takes 2 arguments");
-        return nullptr;
-    }
+    if (!takes_arguments(nargs, 2, 2, "set_data(values, numbers)")) return nullptr;
     if (!PyObject_CheckBuffer(args[1])) Py_RETURN_FALSE;
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -235,17 +228,15 @@ PyObject* set_data(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef optim_methods[] = {
-    {"set_data", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(set_data)),
-     METH_FASTCALL,
+    {"set_data", as_method(set_data), METH_FASTCALL,
      "set_data(values, numbers)\n--\n\nv.data = x for each pair, for exact Values and a 1-D "
      "float64 buffer as long; False, having set nothing, for anything else."},
     {"zero_grads", zero_grads, METH_O,
      "zero_grads(params)\n--\n\nSet every parameter's grad to 0.0."},
-    {"sgd_step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sgd)), METH_FASTCALL,
+    {"sgd_step", as_method(sgd), METH_FASTCALL,
      "sgd_step(params, buf, step, lr, momentum, weight_decay)\n--\n\nOne SGD step over every "
      "parameter; buf holds the momentum buffers and is updated in place."},
-    {"adamw_step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(adamw)),
-     METH_FASTCALL,
+    {"adamw_step", as_method(adamw), METH_FASTCALL,
      "adamw_step(params, m, v, step, lr, beta1, beta2, eps, weight_decay)\n--\n\nOne AdamW "
      "step over every parameter; m and v hold the moments and are updated in place."},
     {nullptr, nullptr, 0, nullptr},

@@ -9,6 +9,7 @@
 
 #include "../deferred_stores.hpp"
 #include "guarded.hpp"
+#include "methods.hpp"
 #include "value_parts.hpp"
 
 namespace mg::python {
@@ -309,8 +310,7 @@ PyObject* method_clone(PyObject* self, PyObject* arg) {
 
 PyMethodDef value_methods[] = {
 #if PY_VERSION_HEX < 0x030D0000
-    {"__init__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<method_init>)),
-     METH_VARARGS | METH_KEYWORDS | METH_COEXIST,
+    {"__init__", as_method(guarded<method_init>), METH_VARARGS | METH_KEYWORDS | METH_COEXIST,
      "__init__($self, /, data, _children=(), _op='', label='')\n--\n\n"
      "Initialize self: a leaf holding float(data), or a node over _children made by _op."},
 #endif
