@@ -350,6 +350,46 @@ def test_values_found_through_the_graph_keep_their_identity(backend, backend_nam
     assert len(others) == 1000
 
 
+def test_values_made_after_others_were_freed_start_fresh(backend, no_gc):
+    """The C++ engine keeps a few freed Value objects for the next ones (Note [Spare objects]):
+    whatever the freed ones carried (attributes, a label, a custom _op and _backward, a grad)
+    none of it shows on the new ones, made by Value() or by an op."""
+    for _ in range(3):
+        freed = []
+        for i in range(100):
+            v = backend(float(i), label=f"v{i}")
+            v.note, v.grad, v._op = i, 5.0, "custom"
+            v._backward = lambda: None
+            freed.append(v * 2.0)
+            freed.append(v)
+        del freed, v
+        gc.collect()
+        made = [backend(float(i)) for i in range(50)]
+        made += [m * 3.0 for m in made]
+        for v in made:
+            assert (v.label, v.grad, hasattr(v, "note")) == ("", 0.0, False)
+            assert v._op in ("", "*")
+        for leaf, product in zip(made[:50], made[50:], strict=True):
+            assert product._prev == {leaf, product._children[1]}
+            product.backward()  # the built-in rule, not a freed one's _backward
+            assert leaf.grad == 3.0
+
+
+def test_the_type_is_referenced_by_its_live_values_only(backend, no_gc):
+    """Each Value holds a reference to its class (a heap type): freed Values, kept for reuse or
+    not, give theirs back."""
+    gc.collect()
+    before = sys.getrefcount(backend)
+    x = backend(1.0)
+    for i in range(10_000):
+        x = x * 1.0 + backend(float(i))
+    y = [backend(1.0) for _ in range(1_000)]
+    assert sys.getrefcount(backend) > before
+    del x, y
+    gc.collect()
+    assert sys.getrefcount(backend) == before
+
+
 def test_cycles_through_a_values_attributes_are_collected(backend):
     freed = []
 

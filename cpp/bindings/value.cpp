@@ -10,6 +10,7 @@
 #include "../deferred_stores.hpp"
 #include "guarded.hpp"
 #include "methods.hpp"
+#include "spare_values.hpp"
 #include "value_parts.hpp"
 
 namespace mg::python {
@@ -48,14 +49,19 @@ bool as_data(PyObject* o, double* out) {
 
 PyObject* value_new(PyTypeObject* type, PyObject*, PyObject*) {
     Node* n = new_leaf(0.0);
-    PyObject* o = type->tp_alloc(type, 0);
+    PyObject* o = type == value_type ? new_value_object() : type->tp_alloc(type, 0);
     if (!o) {
         release(n);
         return nullptr;
     }
     as_value(o)->node = n;
     n->handle = o;
-    if (type != value_type) reaches_outside(o);  // Note [Cycle collection]
+    if (type == value_type) {
+        as_value(o)->dict = nullptr;
+        PyObject_GC_Track(o);  // as tp_alloc would: a Value() is tracked from the start
+    } else {
+        reaches_outside(o);  // Note [Cycle collection]
+    }
     return o;
 }
 

@@ -52,7 +52,10 @@ extern PyTypeObject* value_type;
 PyObject* create_value_type();
 
 inline bool is_value(PyObject* o) {
-    return Py_IS_TYPE(o, value_type) || PyType_IsSubtype(Py_TYPE(o), value_type);
+    if (Py_IS_TYPE(o, value_type)) return true;
+    // The other common operands, without a walk up their type's bases.
+    if (PyFloat_CheckExact(o) || PyLong_CheckExact(o)) return false;
+    return PyType_IsSubtype(Py_TYPE(o), value_type);
 }
 inline Node* node_of(PyObject* value) { return reinterpret_cast<ValueObject*>(value)->node; }
 

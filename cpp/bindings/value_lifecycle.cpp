@@ -7,6 +7,7 @@
 
 #include "../deferred_stores.hpp"
 #include "../node_pool.hpp"
+#include "spare_values.hpp"
 #include "value_parts.hpp"
 
 namespace mg::python {
@@ -175,7 +176,7 @@ bool is_atomic(PyObject* o) {
 PyObject* wrap(PyTypeObject* type, Node* n) {
     PyObject* o;
     if (type == value_type) {
-        o = reinterpret_cast<PyObject*>(PyObject_GC_New(ValueObject, type));
+        o = new_value_object();
         if (!o) return nullptr;
     } else {
         o = type->tp_alloc(type, 0);
@@ -277,7 +278,7 @@ void value_dealloc(PyObject* self) {
         n->flags &= static_cast<std::uint8_t>(~owned_by_object);
         release(n);
     }
-    type->tp_free(self);
+    if (type != value_type || !keep_spare(self)) type->tp_free(self);
     Py_DECREF(type);
 }
 

@@ -3,6 +3,7 @@
 //   value_lifecycle.cpp  the engine's hooks, cycle collection, deallocation, nodes to objects
 //   value_custom.cpp     a user's _op and _backward
 //   value_operators.cpp  the operator slots and their operands (numbers, numpy arrays)
+//   spare_values.cpp     freed objects kept for the next Values (Note [Spare objects])
 //   errors.cpp           every Status as a Python exception
 // value.hpp is what the rest of the binding uses.
 #pragma once
