@@ -1,6 +1,7 @@
 // A whole MLP forward in one call: micrograd_cpp.nn's MLP, Layer and Neuron, as their Python
 // code runs them, with the hidden layers' outputs kept as nodes.
 #include <cstddef>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -139,13 +140,11 @@ struct Outputs {
     }
 };
 
-PyObject* attribute(PyObject* o, const char* name) {
-    PyObject* interned = PyUnicode_InternFromString(name);
-    if (!interned) return nullptr;
-    PyObject* value = PyObject_GetAttr(o, interned);
-    Py_DECREF(interned);
-    return value;
-}
+// The attribute names the forward reads, interned once when the module is made.
+PyObject* name_w = nullptr;
+PyObject* name_b = nullptr;
+PyObject* name_nonlin = nullptr;
+PyObject* name_neurons = nullptr;
 
 struct Call {
     PyObject* layer_type;
@@ -156,10 +155,6 @@ struct Call {
 
 // One neuron of a fused layer, as Neuron.__call__ reads it: w, b, then nonlin.
 bool neuron_forward(PyObject* neuron, Inputs& x, Outputs& out) {
-    static PyObject* const name_w = PyUnicode_InternFromString("w");
-    static PyObject* const name_b = PyUnicode_InternFromString("b");
-    static PyObject* const name_nonlin = PyUnicode_InternFromString("nonlin");
-    if (!name_w || !name_b || !name_nonlin) return false;
     PyObject* w = PyObject_GetAttr(neuron, name_w);
     PyObject* b = w ? PyObject_GetAttr(neuron, name_b) : nullptr;
     PyObject* nonlin = b ? PyObject_GetAttr(neuron, name_nonlin) : nullptr;
@@ -193,7 +188,7 @@ bool layer_forward(PyObject* layer, Inputs& x, const Call& call) {
         x.take(PyObject_CallOneArg(layer, xs));
         return x.object() != nullptr;
     }
-    PyObject* neurons = attribute(layer, "neurons");
+    PyObject* neurons = PyObject_GetAttr(layer, name_neurons);
     if (!neurons) return false;
     bool fused = PyList_CheckExact(neurons) && PyList_GET_SIZE(neurons) > 0;
     for (Py_ssize_t i = 0; fused && i < PyList_GET_SIZE(neurons); ++i) {
@@ -202,7 +197,7 @@ bool layer_forward(PyObject* layer, Inputs& x, const Call& call) {
     }
     if (fused) {  // ops.layer's test, on the first neuron's b
         PyObject* first = Py_NewRef(PyList_GET_ITEM(neurons, 0));
-        PyObject* b = attribute(first, "b");
+        PyObject* b = PyObject_GetAttr(first, name_b);
         Py_DECREF(first);
         if (!b) {
             Py_DECREF(neurons);
@@ -279,6 +274,13 @@ PyMethodDef mlp_methods[] = {
 
 }  // namespace
 
-int add_fused_mlp(PyObject* module) { return PyModule_AddFunctions(module, mlp_methods); }
+int add_fused_mlp(PyObject* module) {
+    for (auto [name, text] :
+         {std::pair{&name_w, "w"}, std::pair{&name_b, "b"}, std::pair{&name_nonlin, "nonlin"},
+          std::pair{&name_neurons, "neurons"}}) {
+        if (!*name && !(*name = PyUnicode_InternFromString(text))) return -1;
+    }
+    return PyModule_AddFunctions(module, mlp_methods);
+}
 
 }  // namespace mg::python
