@@ -17,6 +17,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 # Every backend runs on one thread, numpy's BLAS too: once scikit-learn's digits are loaded, its
 # idle threads would otherwise share this process's cores with the backends being timed. Set
@@ -87,17 +88,45 @@ class Backend:
 
 class Upstream(Backend):
     """micrograd 0.1.0. Its topological sort recurses once per level of the graph, so backward
-    raises the recursion limit (Python 3.11+ runs Python-to-Python calls off the C stack)."""
+    raises the recursion limit. Python 3.11+ runs Python-to-Python calls off the C stack; before
+    that, each level also takes C stack, and a graph 100,000 levels deep overflows the main
+    thread's (a segmentation fault): there the sort runs in a thread with a stack of 1 GiB."""
 
     RECURSION_LIMIT = 1_000_000
+    DEEP_STACK = 1 << 30
 
     def backward(self, root):
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, self.RECURSION_LIMIT))
         try:
-            root.backward()
+            if sys.version_info >= (3, 11):
+                root.backward()
+            else:
+                on_a_deep_stack(root.backward, self.DEEP_STACK)
         finally:
             sys.setrecursionlimit(limit)
+
+
+def on_a_deep_stack(fn, stack_bytes):
+    """fn() in a thread of its own whose stack has stack_bytes, waited for; its exception, if
+    any, is raised here."""
+    failure = []
+
+    def run():
+        try:
+            fn()
+        except BaseException as e:  # raised again in the caller's thread
+            failure.append(e)
+
+    previous = threading.stack_size(stack_bytes)
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 class Torch(Backend):
