@@ -354,25 +354,25 @@ def test_values_made_after_others_were_freed_start_fresh(backend, no_gc):
     """The C++ engine keeps a few freed Value objects for the next ones (Note [Spare objects]):
     whatever the freed ones carried (attributes, a label, a custom _op and _backward, a grad)
     none of it shows on the new ones, made by Value() or by an op."""
-    for _ in range(3):
-        freed = []
-        for i in range(100):
-            v = backend(float(i), label=f"v{i}")
-            v.note, v.grad, v._op = i, 5.0, "custom"
-            v._backward = lambda: None
-            freed.append(v * 2.0)
-            freed.append(v)
-        del freed, v
-        gc.collect()
-        made = [backend(float(i)) for i in range(50)]
-        made += [m * 3.0 for m in made]
-        for v in made:
-            assert (v.label, v.grad, hasattr(v, "note")) == ("", 0.0, False)
-            assert v._op in ("", "*")
-        for leaf, product in zip(made[:50], made[50:], strict=True):
-            assert product._prev == {leaf, product._children[1]}
-            product.backward()  # the built-in rule, not a freed one's _backward
-            assert leaf.grad == 3.0
+
+    def fresh_check(leaf, product):
+        assert (leaf.label, leaf.grad, leaf._op, leaf._prev) == ("", 0.0, "", set())
+        assert (product.label, product.grad, product._op) == ("", 0.0, "*")
+        assert not hasattr(leaf, "note") and not hasattr(product, "note")
+        assert product._children[0] is leaf
+        product.backward()  # the built-in rule, not a freed one's _backward
+        assert leaf.grad == 3.0
+
+    for i in range(100):
+        used = backend(float(i), label=f"v{i}")
+        used.note, used.grad, used._op = i, 5.0, "custom"
+        used._backward = lambda: None
+        product = used * 2.0
+        product.note, product.grad = "product", 7.0
+        product._backward = lambda: None
+        del used, product  # two freed in a row, then new ones made
+        leaf = backend(float(i))
+        fresh_check(leaf, leaf * 3.0)
 
 
 def test_the_type_is_referenced_by_its_live_values_only(backend, no_gc):
