@@ -105,6 +105,7 @@ void destroy(Node* n) noexcept {
         return;
     }
     draining = true;
+    NodeFreer freer;
     for (Node* d = n; d;) {
         // Free d and release its children; the first child that dies is freed next without a
         // trip through `dying`, so a chain is torn down in one straight loop.
@@ -114,7 +115,10 @@ void destroy(Node* n) noexcept {
         for (std::uint32_t i = 0; i < count; ++i) {
             Node* k = kids[i];
             if (k->flags & owned_by_object) {
-                release_handle(k->handle);  // may come back here: it only pushes
+                if (!release_handle_in_place(k->handle)) {
+                    freer.flush();  // the object goes, and Python code may use the pool
+                    hooks.release_handle(k->handle);  // may come back here: it only pushes
+                }
             } else if (--k->refs == 0) {
                 if (next) {
                     push_dying(k);
@@ -124,10 +128,11 @@ void destroy(Node* n) noexcept {
             }
         }
         if (count > 2) delete[] d->operands.list;
-        free_node(d);
+        freer.free(d);
         if (!next) next = pop_dying();
         d = next;
     }
+    freer.flush();
     draining = false;
 }
 

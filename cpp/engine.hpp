@@ -101,15 +101,17 @@ inline void retain_handle(void* handle) {
         hooks.retain_handle(handle);
     }
 }
+// Takes one reference off in place if that leaves the object others (Note [Counts in place]);
+// false, having changed nothing, if the release must go through the binding.
+inline bool release_handle_in_place(void* handle) {
+    if (!hooks.counts_in_place) return false;
+    auto* count = static_cast<std::intptr_t*>(handle);
+    if (*count <= 1) return false;
+    --*count;
+    return true;
+}
 inline void release_handle(void* handle) {
-    if (hooks.counts_in_place) {
-        auto* count = static_cast<std::intptr_t*>(handle);
-        if (*count > 1) {
-            --*count;
-            return;
-        }
-    }
-    hooks.release_handle(handle);
+    if (!release_handle_in_place(handle)) hooks.release_handle(handle);
 }
 
 inline void retain(Node* n) {

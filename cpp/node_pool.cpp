@@ -140,6 +140,14 @@ std::uint32_t lowest_set_bit(std::uint64_t bits) {
 #endif
 }
 
+std::uint32_t count_set_bits(std::uint64_t bits) {
+#ifdef _MSC_VER
+    return static_cast<std::uint32_t>(__popcnt64(bits));
+#else
+    return static_cast<std::uint32_t>(__builtin_popcountll(bits));
+#endif
+}
+
 Block* new_block() {
     void* memory = map_block();
     if (!memory) throw std::bad_alloc();
@@ -239,13 +247,12 @@ Node* allocate_node() {
     return reinterpret_cast<Node*>(base + (std::size_t{w} * 64 + bit) * slot_bytes);
 }
 
-void free_node(Node* n) {
-    Block* b = block_of(n);
-    const std::size_t slot =
-        (reinterpret_cast<std::uintptr_t>(n) - reinterpret_cast<std::uintptr_t>(b)) / slot_bytes;
-    const auto w = static_cast<std::uint32_t>(slot / 64);
-    b->free_bits[w] |= std::uint64_t{1} << (slot % 64);
-    ++b->free_count;
+namespace {
+
+// Marks `bits` free in word w of b, `count` slots: free_node() for one, NodeFreer for a span.
+void free_slots(Block* b, std::uint32_t w, std::uint64_t bits, std::uint32_t count) {
+    b->free_bits[w] |= bits;
+    b->free_count += count;
     if (w < b->first_word) b->first_word = w;
     if (b == current) return;
     if (!b->has_space_listed) {
@@ -256,6 +263,22 @@ void free_node(Node* n) {
         with_space = b;
     }
     if (b->free_count == empty_free_count) block_emptied(b);
+}
+
+}  // namespace
+
+void free_node(Node* n) {
+    Block* b = block_of(n);
+    const std::size_t slot =
+        (reinterpret_cast<std::uintptr_t>(n) - reinterpret_cast<std::uintptr_t>(b)) / slot_bytes;
+    free_slots(b, static_cast<std::uint32_t>(slot / 64), std::uint64_t{1} << (slot % 64), 1);
+}
+
+void NodeFreer::free_span(std::uintptr_t span, std::uint64_t bits) {
+    static_assert(slot_size == slot_bytes, "a span is one word of a block's bitmap");
+    Block* b = reinterpret_cast<Block*>(span & ~(block_bytes - 1));
+    const auto w = static_cast<std::uint32_t>((span & (block_bytes - 1)) / (64 * slot_bytes));
+    free_slots(b, w, bits, count_set_bits(bits));
 }
 
 void for_each_node(void (*fn)(Node*)) {

@@ -541,6 +541,63 @@ TEST(for_each_node_skips_the_blocks_given_back) {
     CHECK_EQ(visited_nodes.size(), 0u);
 }
 
+TEST(a_node_freer_frees_each_node_once_in_any_order) {
+    // Nodes over ~30 blocks freed through one NodeFreer in an order that jumps between more
+    // spans than it gathers at once, and back: every node is freed once, and the blocks go
+    // back.
+    small_step();
+    const mg::PoolStats before = mg::pool_stats();
+    std::vector<Node*> nodes;
+    for (int i = 0; i < 120000; ++i) nodes.push_back(mg::new_leaf(i));
+    std::vector<Node*> order;
+    for (std::size_t start = 0; start < 7; ++start) {  // strides of 7 slots cross spans often
+        for (std::size_t i = start; i < nodes.size(); i += 7) order.push_back(nodes[i]);
+    }
+    CHECK_EQ(order.size(), nodes.size());
+    {
+        mg::NodeFreer freer;
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            freer.free(order[i]);
+            if (i == order.size() / 2) {  // what was gathered is in the pool after a flush
+                freer.flush();
+                CHECK_EQ(mg::pool_stats().live_nodes, before.live_nodes + nodes.size() - i - 1);
+            }
+        }
+    }  // the rest at the freer's end
+    const mg::PoolStats after = mg::pool_stats();
+    CHECK_EQ(after.live_nodes, before.live_nodes);
+    if (pool_has_blocks()) CHECK(after.empty_blocks <= fewest_reserved_blocks);
+}
+
+std::size_t live_at_release = 0;
+void note_live_nodes(void*) { live_at_release = mg::pool_stats().live_nodes; }
+
+TEST(teardown_hands_its_frees_to_the_pool_before_an_object_goes) {
+    // The binding's release hook can run Python code, which can make and free nodes: the pool
+    // must then know of every node the teardown freed so far.
+    HooksScope scope;
+    install_counting_hooks();
+    mg::hooks.release_handle = note_live_nodes;
+    mg::hooks.counts_in_place = false;
+    small_step();
+    std::intptr_t object = 1;
+    Node* a = mg::new_leaf(1.0);
+    a->handle = &object;
+    a->flags |= mg::owned_by_object;
+    const std::size_t start = mg::pool_stats().live_nodes;  // a and what other tests keep
+    Node* y = mg::add_constant(a, 0.0);  // (a + 0) + 1 + 2 + ...: a is the bottom's first operand
+    for (int i = 1; i <= 5000; ++i) y = mg::add_taking(y, mg::new_leaf(i));
+    mg::release(y);
+    // The hook ran while the bottom sum was being freed: it and its constant were still there,
+    // and so were the 5,000 constants above it, which wait on the stack of dying nodes; the
+    // 5,000 sums above it were freed.
+    CHECK_EQ(live_at_release, start + 2 + 5000);
+    CHECK_EQ(mg::pool_stats().live_nodes, start);
+    a->handle = nullptr;
+    a->flags &= static_cast<std::uint8_t>(~mg::owned_by_object);
+    mg::release(a);
+}
+
 TEST(add_value_and_rule) {
     Owned own;
     const double x = 1.5, y = -4.25, g = 0.75, prior = 0.5;
