@@ -215,10 +215,6 @@ MG_OUT_OF_LINE void block_emptied(Block* b) {
     if (empty > reserve) give_back_beyond(reserve);  // the reserve has shrunk
 }
 
-Block* block_of(Node* n) {
-    return reinterpret_cast<Block*>(reinterpret_cast<std::uintptr_t>(n) & ~(block_bytes - 1));
-}
-
 MG_OUT_OF_LINE Block* next_current() {
     Block* b;
     if (with_space) {
@@ -247,12 +243,12 @@ Node* allocate_node() {
     return reinterpret_cast<Node*>(base + (std::size_t{w} * 64 + bit) * slot_bytes);
 }
 
-namespace {
-
-// Marks `bits` free in word w of b, `count` slots: free_node() for one, NodeFreer for a span.
-void free_slots(Block* b, std::uint32_t w, std::uint64_t bits, std::uint32_t count) {
+void NodeFreer::free_span(std::uintptr_t span, std::uint64_t bits) {
+    static_assert(slot_size == slot_bytes, "a span is one word of a block's bitmap");
+    Block* b = reinterpret_cast<Block*>(span & ~(block_bytes - 1));  // blocks are size-aligned
+    const auto w = static_cast<std::uint32_t>((span & (block_bytes - 1)) / (64 * slot_bytes));
     b->free_bits[w] |= bits;
-    b->free_count += count;
+    b->free_count += count_set_bits(bits);
     if (w < b->first_word) b->first_word = w;
     if (b == current) return;
     if (!b->has_space_listed) {
@@ -263,22 +259,6 @@ void free_slots(Block* b, std::uint32_t w, std::uint64_t bits, std::uint32_t cou
         with_space = b;
     }
     if (b->free_count == empty_free_count) block_emptied(b);
-}
-
-}  // namespace
-
-void free_node(Node* n) {
-    Block* b = block_of(n);
-    const std::size_t slot =
-        (reinterpret_cast<std::uintptr_t>(n) - reinterpret_cast<std::uintptr_t>(b)) / slot_bytes;
-    free_slots(b, static_cast<std::uint32_t>(slot / 64), std::uint64_t{1} << (slot % 64), 1);
-}
-
-void NodeFreer::free_span(std::uintptr_t span, std::uint64_t bits) {
-    static_assert(slot_size == slot_bytes, "a span is one word of a block's bitmap");
-    Block* b = reinterpret_cast<Block*>(span & ~(block_bytes - 1));
-    const auto w = static_cast<std::uint32_t>((span & (block_bytes - 1)) / (64 * slot_bytes));
-    free_slots(b, w, bits, count_set_bits(bits));
 }
 
 void for_each_node(void (*fn)(Node*)) {

@@ -10,17 +10,17 @@
 namespace mg {
 
 Node* allocate_node();
-void free_node(Node* n);
 
-// Frees nodes as free_node() does, gathering those of the same 64 slots (4 KiB of one block)
-// to write their bits and count once. A teardown frees its nodes mostly in runs within a few
-// such spans (a layer's and the one below it, in turn), and a write to the block's header for
-// each node made a chain of dependent loads and stores: with one write per span, dropping W2's
-// graph took 18% less time, W5's 22%. The last four spans are gathered, each in the entry its
-// address picks. The pool sees the frees at flush(), which must come before anything else uses
-// it (before a call into Python) and comes at the latest when the freer goes. Sanitizer builds
-// (one heap allocation per node) free each node at once.
+// Frees nodes, gathering those of the same 64 slots (4 KiB of one block) to write their bits and
+// count once. A teardown frees its nodes mostly in runs within a few such spans (a layer's and
+// the one below it, in turn), and a write to the block's header for each node made a chain of
+// dependent loads and stores: with one write per span, dropping W2's graph took 18% less time,
+// W5's 22%. The last four spans are gathered, each in the entry its address picks. The pool sees
+// the frees at flush(), which must come before anything else uses it (before a call into Python)
+// and comes at the latest when the freer goes. Sanitizer builds (one heap allocation per node)
+// free each node at once.
 #ifdef MICROGRAD_CPP_PLAIN_HEAP
+void free_node(Node* n);
 class NodeFreer {
   public:
     void free(Node* n) { free_node(n); }
