@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Tests every CPython that pyproject.toml's requires-python admits and pyenv has here: for each,
 # a fresh virtual environment holding only pip, `pip install '.[test]'` from this checkout (built
-# in build/{wheel_tag}, so one per version), then the test suite against the installed package.
+# in build/{wheel_tag}, so one per version), then the test suite against the installed package,
+# every benchmark once, and W1 of `bench/compare.py` at its full size: the README's table for
+# each CPython comes from that script, and W1's graph, 100,000 levels deep, is where micrograd's
+# recursion needs a stack of its own before 3.11.
 # Then the other side of the claim: the newest CPython below the range must be refused by pip's
 # requires-python check, before anything is built.
 #
@@ -63,7 +66,9 @@ for version in "${supported[@]}"; do
     "$venv/bin/python" -m pip install --quiet --upgrade pip &&
     "$venv/bin/python" -m pip install '.[test]' &&
     "$venv/bin/python" -c "$installed" &&
-    "$venv/bin/python" -m pytest -p no:cacheprovider; then
+    "$venv/bin/python" -m pytest -p no:cacheprovider &&
+    "$venv/bin/python" -m pytest -p no:cacheprovider bench --benchmark-disable &&
+    "$venv/bin/python" bench/compare.py --only w1 --repeats 1; then
     passed+=("$version ($((SECONDS - start)) s)")
   else
     echo "FAILED: CPython $version" >&2
