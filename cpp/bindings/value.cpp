@@ -41,7 +41,10 @@ bool as_data(PyObject* o, double* out) {
         *out = PyFloat_AS_DOUBLE(o);
         return true;
     }
-    double d = PyFloat_AsDouble(o);  // __float__, else __index__; TypeError for anything else
+    // An exact int is converted as float(int) does, without making the float (zero_grad's
+    // `p.grad = 0` took 24 ns a parameter that way); OverflowError past the largest float.
+    // Anything else: __float__, else __index__; TypeError if it has neither.
+    double d = PyLong_CheckExact(o) ? PyLong_AsDouble(o) : PyFloat_AsDouble(o);
     if (d == -1.0 && PyErr_Occurred()) return false;
     *out = d;
     return true;
