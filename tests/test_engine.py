@@ -11,6 +11,7 @@ import itertools
 import math
 import pydoc
 import re
+import subprocess
 import sys
 from decimal import Decimal
 from fractions import Fraction
@@ -121,6 +122,48 @@ def test_data_rejects_a_value(backend):
 def test_data_rejects_an_int_too_large_for_a_float(backend):
     with pytest.raises(OverflowError):
         backend(10**400)
+
+
+@pytest.mark.parametrize(
+    "x", [2, 2.5, True, np.float64(-0.0), Fraction(1, 3), "2", None, 10**400], ids=repr
+)
+def test_every_way_of_calling_the_constructor_agrees(backend, x):
+    """Value(x), one positional argument, has a short way in; with a keyword, more arguments
+    or through map() a call goes the long way. Each makes the same Value, or raises the same."""
+
+    def made(call):
+        try:
+            v = call()
+        except Exception as e:
+            return type(e), str(e)
+        return type(v), bits(v.data), bits(v.grad), v._op, tuple(v._prev), v.label, gc.is_tracked(v)
+
+    calls = [
+        lambda: backend(x),
+        lambda: backend(data=x),
+        lambda: backend(x, ()),
+        lambda: backend(x, (), "", ""),
+        lambda: next(map(backend, [x])),
+    ]
+    assert len({made(call) for call in calls}) == 1
+
+
+def test_an_init_set_on_the_class_runs_for_every_value(backend):
+    # In a process of its own: the class stays changed.
+    code = (
+        "import importlib, sys\n"
+        "Value = importlib.import_module(sys.argv[1]).Value\n"
+        "seen, init = [], Value.__init__\n"
+        "def logged(self, *args, **kwargs):\n"
+        "    seen.append(args)\n"
+        "    init(self, *args, **kwargs)\n"
+        "Value.__init__ = logged\n"
+        "values = [Value(2.0), *map(Value, [3.0]), Value(data=4.0)]\n"
+        "assert seen == [(2.0,), (3.0,), ()], seen\n"
+        "assert [v.data for v in values] == [2.0, 3.0, 4.0]\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, backend.__module__], capture_output=True)
+    assert run.returncode == 0, run.stderr.decode()
 
 
 @pytest.mark.parametrize("attr", ["data", "grad"])
