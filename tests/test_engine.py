@@ -128,8 +128,9 @@ def test_data_rejects_an_int_too_large_for_a_float(backend):
     "x", [2, 2.5, True, np.float64(-0.0), Fraction(1, 3), "2", None, 10**400], ids=repr
 )
 def test_every_way_of_calling_the_constructor_agrees(backend, x):
-    """Value(x), one positional argument, has a short way in; with a keyword, more arguments
-    or through map() a call goes the long way. Each makes the same Value, or raises the same."""
+    """Value(x), one positional argument, has a short way in (map() takes it too); with a
+    keyword or more arguments, a call goes the long way. Each makes the same Value, or raises
+    the same."""
 
     def made(call):
         try:
